@@ -1,0 +1,9 @@
+// Package caddylivekit registers every module of this repository, so that
+// `xcaddy build --with github.com/livekit-lb/caddy-livekit` gets them all.
+package caddylivekit
+
+import (
+	// LiveKit-aware load balancing: http.handlers.livekit_lb,
+	// http.reverse_proxy.upstreams.livekit, http.reverse_proxy.selection_policies.livekit
+	_ "github.com/livekit-lb/caddy-livekit/livekitlb"
+)

@@ -1,0 +1,115 @@
+package livekitlb
+
+import (
+	"crypto/tls"
+	"fmt"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisConfig locates the Redis that the LiveKit nodes share. Field names
+// follow the `redis:` section of livekit.yaml so an operator can copy it.
+type RedisConfig struct {
+	// host:port of a single Redis (LiveKit's `address`).
+	Address  string `json:"address,omitempty"`
+	Username string `json:"username,omitempty"`
+	// Password, usually `{env.REDIS_PASSWORD}`. Never logged.
+	Password string `json:"password,omitempty"`
+	DB       int    `json:"db,omitempty"`
+	UseTLS   bool   `json:"use_tls,omitempty"`
+
+	// Sentinel: the master's name and the sentinels' host:port.
+	SentinelMasterName string   `json:"sentinel_master_name,omitempty"`
+	SentinelUsername   string   `json:"sentinel_username,omitempty"`
+	SentinelPassword   string   `json:"sentinel_password,omitempty"`
+	SentinelAddresses  []string `json:"sentinel_addresses,omitempty"`
+
+	// Redis Cluster seed addresses.
+	ClusterAddresses []string `json:"cluster_addresses,omitempty"`
+}
+
+// replaced returns a copy with {env.*} and other global placeholders resolved.
+func (c RedisConfig) replaced(repl *caddy.Replacer) RedisConfig {
+	c.Address = repl.ReplaceAll(c.Address, "")
+	c.Username = repl.ReplaceAll(c.Username, "")
+	c.Password = repl.ReplaceAll(c.Password, "")
+	c.SentinelMasterName = repl.ReplaceAll(c.SentinelMasterName, "")
+	c.SentinelUsername = repl.ReplaceAll(c.SentinelUsername, "")
+	c.SentinelPassword = repl.ReplaceAll(c.SentinelPassword, "")
+	c.SentinelAddresses = replaceAll(repl, c.SentinelAddresses)
+	c.ClusterAddresses = replaceAll(repl, c.ClusterAddresses)
+	return c
+}
+
+func replaceAll(repl *caddy.Replacer, in []string) []string {
+	if in == nil {
+		return nil
+	}
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = repl.ReplaceAll(s, "")
+	}
+	return out
+}
+
+func (c RedisConfig) validate() error {
+	modes := 0
+	if c.Address != "" {
+		modes++
+	}
+	if len(c.SentinelAddresses) > 0 {
+		modes++
+		if c.SentinelMasterName == "" {
+			return fmt.Errorf("redis: sentinel_addresses needs sentinel_master_name")
+		}
+	}
+	if len(c.ClusterAddresses) > 0 {
+		modes++
+	}
+	switch {
+	case modes == 0:
+		return fmt.Errorf("redis: one of address, sentinel_addresses or cluster_addresses is required")
+	case modes > 1:
+		return fmt.Errorf("redis: address, sentinel_addresses and cluster_addresses are exclusive")
+	}
+	if c.DB != 0 && len(c.ClusterAddresses) > 0 {
+		return fmt.Errorf("redis: db is not supported with cluster_addresses")
+	}
+	return nil
+}
+
+// client builds a go-redis UniversalClient. timeout bounds every dial, read
+// and write so that no request ever waits on an unreachable Redis for longer.
+func (c RedisConfig) client(timeout time.Duration) redis.UniversalClient {
+	opts := &redis.UniversalOptions{
+		Username:         c.Username,
+		Password:         c.Password,
+		DB:               c.DB,
+		MasterName:       c.SentinelMasterName,
+		SentinelUsername: c.SentinelUsername,
+		SentinelPassword: c.SentinelPassword,
+		DialTimeout:      timeout,
+		ReadTimeout:      timeout,
+		WriteTimeout:     timeout,
+		PoolTimeout:      timeout,
+		// a failed command is retried by our own next refresh, not by go-redis
+		MaxRetries:      1,
+		MinRetryBackoff: 10 * time.Millisecond,
+		MaxRetryBackoff: 50 * time.Millisecond,
+	}
+	switch {
+	case len(c.SentinelAddresses) > 0:
+		opts.Addrs = c.SentinelAddresses
+	case len(c.ClusterAddresses) > 0:
+		opts.Addrs = c.ClusterAddresses
+		opts.IsClusterMode = true
+	default:
+		opts.Addrs = []string{c.Address}
+	}
+	if c.UseTLS {
+		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return redis.NewUniversalClient(opts)
+}

@@ -1,0 +1,182 @@
+package livekitlb
+
+import (
+	"context"
+		"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+)
+
+// Registry is the proxy's picture of one LiveKit cluster: the nodes from the
+// `nodes` hash, refreshed on an interval, and a short cache of room
+// placements. One Registry serves every module configured for the same
+// cluster, across config reloads (see registries in cluster.go).
+type Registry struct {
+	settings settings
+	store    store
+	book     *addressBook
+	log      *zap.Logger
+
+	snap    atomic.Pointer[snapshot]
+	cache   *placementCache
+	lookups singleflight.Group
+
+	healthMu sync.Mutex
+	health   map[string]*nodeHealth
+
+	redisOK  atomic.Bool
+	loaded   chan struct{} // closed after the first refresh attempt
+	loadOnce sync.Once
+	stop     context.CancelFunc
+	done     chan struct{}
+}
+
+// settings are the resolved timing and placement options of a Cluster.
+type settings struct {
+	refresh      time.Duration
+	staleAfter   time.Duration
+	cacheTTL     time.Duration
+	redisTimeout time.Duration
+	failDuration time.Duration
+	measure      string
+}
+
+// snapshot is an immutable view of the `nodes` hash.
+type snapshot struct {
+	byID  map[string]*Node
+	nodes []*Node // sorted by id, for stable iteration
+}
+
+var emptySnapshot = &snapshot{byID: map[string]*Node{}}
+
+func newRegistry(s settings, st store, book *addressBook, log *zap.Logger) *Registry {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Registry{
+		settings: s,
+		store:    st,
+		book:     book,
+		log:      log,
+		cache:    newPlacementCache(s.cacheTTL),
+		health:   map[string]*nodeHealth{},
+		loaded:   make(chan struct{}),
+		stop:     cancel,
+		done:     make(chan struct{}),
+	}
+	r.snap.Store(emptySnapshot)
+	r.redisOK.Store(true)
+	go r.run(ctx)
+	return r
+}
+
+// Destruct stops the refresh loop; called when the last config using this
+// registry is unloaded.
+func (r *Registry) Destruct() error {
+	r.stop()
+	<-r.done
+	return r.store.Close()
+}
+
+// WaitLoaded blocks until the first refresh has been tried, so the first
+// request after start-up does not see an empty cluster.
+func (r *Registry) WaitLoaded(ctx context.Context) {
+	select {
+	case <-r.loaded:
+	case <-ctx.Done():
+	}
+}
+
+func (r *Registry) run(ctx context.Context) {
+	defer close(r.done)
+	t := time.NewTicker(r.settings.refresh)
+	defer t.Stop()
+	for {
+		r.refresh(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// refresh reads the `nodes` hash into a new snapshot. On a Redis error the
+// last snapshot stays in force: known rooms keep routing.
+func (r *Registry) refresh(ctx context.Context) {
+	defer r.loadOnce.Do(func() { close(r.loaded) })
+	rctx, cancel := context.WithTimeout(ctx, r.settings.redisTimeout)
+	defer cancel()
+	raw, err := r.store.Nodes(rctx)
+	if err != nil {
+		if ctx.Err() == nil { // not shutting down
+			r.redisState(false, err)
+		}
+		return
+	}
+	r.redisState(true, nil)
+
+	old := r.snap.Load()
+	next := &snapshot{byID: make(map[string]*Node, len(raw)), nodes: make([]*Node, 0, len(raw))}
+	r.healthMu.Lock()
+	for _, ln := range raw {
+		h := r.health[ln.Id]
+		if h == nil {
+			h = &nodeHealth{}
+			r.health[ln.Id] = h
+		}
+		dial, derr := r.book.dial(ln.Ip)
+		n := newNode(ln, dial, h)
+		if prev := old.byID[n.ID]; prev == nil || prev.State != n.State || prev.Dial != n.Dial {
+			r.log.Info("livekit node",
+				zap.String("node", n.ID), zap.String("ip", n.IP), zap.String("dial", n.Dial),
+				zap.String("state", n.State.String()), zap.Errors("not_dialled", nonNil(derr)))
+		}
+		next.byID[n.ID] = n
+		next.nodes = append(next.nodes, n)
+	}
+	for id := range r.health {
+		if _, ok := next.byID[id]; !ok {
+			delete(r.health, id)
+			r.log.Info("livekit node removed", zap.String("node", id))
+		}
+	}
+	r.healthMu.Unlock()
+	slices.SortFunc(next.nodes, func(a, b *Node) int { return strings.Compare(a.ID, b.ID) })
+	r.snap.Store(next)
+}
+
+// redisState logs a change of Redis reachability once, not per request.
+func (r *Registry) redisState(ok bool, err error) {
+	if r.redisOK.Swap(ok) == ok {
+		return
+	}
+	if ok {
+		r.log.Info("redis reachable again")
+	} else {
+		r.log.Error("redis unreachable; routing from the last known nodes", zap.Error(err))
+	}
+}
+
+// Nodes returns the current snapshot's nodes (read-only).
+func (r *Registry) Nodes() []*Node { return r.snap.Load().nodes }
+
+// markDown takes a node out of rotation for failDuration after the proxy
+// failed to reach it.
+func (r *Registry) markDown(n *Node, now time.Time) {
+	until := now.Add(r.settings.failDuration).UnixNano()
+	if n.health.downUntil.Swap(until) < now.UnixNano() {
+		r.log.Warn("livekit node unreachable; out of rotation",
+			zap.String("node", n.ID), zap.String("dial", n.Dial), zap.Duration("for", r.settings.failDuration))
+	}
+}
+
+func nonNil(err error) []error {
+	if err == nil {
+		return nil
+	}
+	return []error{err}
+}

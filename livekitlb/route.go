@@ -1,0 +1,160 @@
+package livekitlb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Outcome says how a request's node was chosen; it is logged and counted.
+type Outcome string
+
+const (
+	OutcomeCached   Outcome = "cached"   // known room, placement from the cache
+	OutcomeFound    Outcome = "found"    // placement read from room_node_map
+	OutcomePlaced   Outcome = "placed"   // new room, this proxy placed it
+	OutcomeFollowed Outcome = "followed" // another proxy or node placed it first
+	OutcomeReplaced Outcome = "replaced" // its node was gone; moved by compare-and-set
+	OutcomeRelayed  Outcome = "relayed"  // its node is alive but not dialable; LiveKit relays
+	OutcomeNoRoom   Outcome = "no_room"  // request names no room: any routable node
+)
+
+var (
+	// ErrNoNode: no LiveKit node can take the request.
+	ErrNoNode = errors.New("no routable LiveKit node")
+	// ErrRedis: the placement could not be read or written in time.
+	ErrRedis = errors.New("LiveKit's Redis is unreachable")
+)
+
+// maxPlacementRounds bounds the loop of reading, choosing and writing a
+// placement when other proxies keep winning with dead nodes.
+const maxPlacementRounds = 3
+
+// Route chooses the node for a request to room ("" for requests that name no
+// room). A known room costs two map lookups and no allocation; an unknown
+// one is looked up once in Redis however many requests ask at the same time.
+func (r *Registry) Route(ctx context.Context, room string) (*Node, Outcome, error) {
+	now := time.Now()
+	snap := r.snap.Load()
+	if room == "" {
+		if n := r.anyNode(snap, now); n != nil {
+			return n, OutcomeNoRoom, nil
+		}
+		return nil, OutcomeNoRoom, ErrNoNode
+	}
+	if id, ok := r.cache.get(room, now); ok {
+		if n := snap.byID[id]; n != nil && n.routable(now, r.settings.staleAfter) {
+			return n, OutcomeCached, nil
+		}
+	}
+	ch := r.lookups.DoChan(room, func() (any, error) {
+		// not the caller's context: a caller that gives up must not fail the others
+		lctx, cancel := context.WithTimeout(context.Background(), r.settings.redisTimeout)
+		defer cancel()
+		return r.resolve(lctx, room)
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, "", res.Err
+		}
+		d := res.Val.(decision)
+		return d.node, d.outcome, nil
+	case <-ctx.Done():
+		return nil, "", ctx.Err()
+	}
+}
+
+type decision struct {
+	node    *Node
+	outcome Outcome
+}
+
+// resolve reads room_node_map and, when the room has no live node, places it
+// with an atomic write so that no two writers can split a room.
+func (r *Registry) resolve(ctx context.Context, room string) (decision, error) {
+	cur, err := r.store.RoomNode(ctx, room)
+	if err != nil {
+		return decision{}, fmt.Errorf("%w: %v", ErrRedis, err)
+	}
+	outcome := OutcomeFound
+	for round := 0; round < maxPlacementRounds; round++ {
+		now := time.Now()
+		snap := r.snap.Load()
+		if cur != "" {
+			if n := snap.byID[cur]; n != nil {
+				if n.routable(now, r.settings.staleAfter) {
+					r.cache.put(room, n.ID, now)
+					return decision{n, outcome}, nil
+				}
+				if n.Dial == "" && n.alive(now, r.settings.staleAfter) {
+					// alive but outside the allow-list: moving the room would
+					// split it, so let any node relay to it
+					if a := r.anyNode(snap, now); a != nil {
+						return decision{a, OutcomeRelayed}, nil
+					}
+					return decision{}, ErrNoNode
+				}
+			}
+		}
+		target := leastLoaded(snap.nodes, r.settings.measure, now, r.settings.staleAfter, func(n *Node) bool {
+			return n.placeable(now, r.settings.staleAfter)
+		})
+		if target == nil {
+			return decision{}, ErrNoNode
+		}
+		var winner string
+		if cur == "" {
+			winner, err = r.store.PlaceRoom(ctx, room, target.ID)
+		} else {
+			winner, err = r.store.ReplaceRoom(ctx, room, cur, target.ID)
+		}
+		if err != nil {
+			return decision{}, fmt.Errorf("%w: %v", ErrRedis, err)
+		}
+		if winner == target.ID {
+			target.health.markPlaced(now)
+			r.cache.put(room, target.ID, now)
+			if cur == "" {
+				outcome = OutcomePlaced
+			} else {
+				outcome = OutcomeReplaced
+				r.log.Info("room re-placed", zap.String("room", room), zap.String("from", cur), zap.String("to", target.ID))
+			}
+			return decision{target, outcome}, nil
+		}
+		cur, outcome = winner, OutcomeFollowed
+	}
+	return decision{}, fmt.Errorf("%w: placement of room kept changing", ErrNoNode)
+}
+
+// anyNode chooses a node for a request that names no room: the least loaded
+// serving node, or a draining one when nothing else is left.
+func (r *Registry) anyNode(snap *snapshot, now time.Time) *Node {
+	stale := r.settings.staleAfter
+	if n := leastLoadedNow(snap.nodes, r.settings.measure, now, func(n *Node) bool { return n.placeable(now, stale) }); n != nil {
+		return n
+	}
+	return leastLoadedNow(snap.nodes, r.settings.measure, now, func(n *Node) bool { return n.routable(now, stale) })
+}
+
+// leastLoadedNow is leastLoaded without the pending placements, for requests
+// that create no room.
+func leastLoadedNow(nodes []*Node, measure string, now time.Time, ok func(*Node) bool) *Node {
+	return leastLoaded(nodes, measure, now, 0, ok)
+}
+
+// ReportFailure records that the proxy could not reach n for room's request,
+// so the next Route avoids it (and re-places the room).
+func (r *Registry) ReportFailure(n *Node, room string) {
+	if n == nil {
+		return
+	}
+	r.markDown(n, time.Now())
+	if room != "" {
+		r.cache.drop(room)
+	}
+}

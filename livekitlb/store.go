@@ -1,0 +1,104 @@
+package livekitlb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/livekit/protocol/livekit"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+)
+
+// LiveKit's own keys (livekit-server pkg/routing/redisrouter.go).
+const (
+	nodesKey       = "nodes"
+	roomNodeMapKey = "room_node_map"
+)
+
+// store is everything the proxy reads from or writes to Redis; this file is
+// the only place that touches it, so tests swap in a fake.
+type store interface {
+	// Nodes returns every node registered in the `nodes` hash.
+	Nodes(ctx context.Context) ([]*livekit.Node, error)
+	// RoomNode returns the node id that room_node_map names for room, or "".
+	RoomNode(ctx context.Context, room string) (string, error)
+	// PlaceRoom writes room -> nodeID only if the room has no placement, and
+	// returns the placement that holds afterwards (ours or the winner's).
+	PlaceRoom(ctx context.Context, room, nodeID string) (string, error)
+	// ReplaceRoom moves room from oldID to newID only if it still names oldID,
+	// and returns the placement that holds afterwards.
+	ReplaceRoom(ctx context.Context, room, oldID, newID string) (string, error)
+	// Ping checks that Redis answers.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+type redisStore struct {
+	rc redis.UniversalClient
+}
+
+// replaceScript is a compare-and-set on one hash field: LiveKit places rooms
+// with HGET then HSET (livekit#1943), so a blind HSET could split a room.
+var replaceScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return ARGV[3]
+end
+if cur == false then
+  return ''
+end
+return cur
+`)
+
+func (s redisStore) Nodes(ctx context.Context) ([]*livekit.Node, error) {
+	raw, err := s.rc.HGetAll(ctx, nodesKey).Result()
+	if err != nil {
+		return nil, err
+	}
+	nodes := make([]*livekit.Node, 0, len(raw))
+	for id, b := range raw {
+		n := &livekit.Node{}
+		if err := proto.Unmarshal([]byte(b), n); err != nil {
+			return nil, fmt.Errorf("decoding node %q: %w", id, err)
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, nil
+}
+
+func (s redisStore) RoomNode(ctx context.Context, room string) (string, error) {
+	id, err := s.rc.HGet(ctx, roomNodeMapKey, room).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return id, err
+}
+
+func (s redisStore) PlaceRoom(ctx context.Context, room, nodeID string) (string, error) {
+	ok, err := s.rc.HSetNX(ctx, roomNodeMapKey, room, nodeID).Result()
+	if err != nil {
+		return "", err
+	}
+	if ok {
+		return nodeID, nil
+	}
+	return s.RoomNode(ctx, room)
+}
+
+func (s redisStore) ReplaceRoom(ctx context.Context, room, oldID, newID string) (string, error) {
+	cur, err := replaceScript.Run(ctx, s.rc, []string{roomNodeMapKey}, room, oldID, newID).Text()
+	if err != nil {
+		return "", err
+	}
+	if cur == "" {
+		// the placement vanished (room closed): place it afresh
+		return s.PlaceRoom(ctx, room, newID)
+	}
+	return cur, nil
+}
+
+func (s redisStore) Ping(ctx context.Context) error { return s.rc.Ping(ctx).Err() }
+
+func (s redisStore) Close() error { return s.rc.Close() }
