@@ -63,11 +63,11 @@ const (
 //	    }
 //	}
 func parseLiveKitLB(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
-	h.Next() // directive name
-	matcherSet, err := h.ExtractMatcherSet()
+	matcherSet, err := h.ExtractMatcherSet() // rewinds the dispenser
 	if err != nil {
 		return nil, err
 	}
+	h.Next() // directive name
 	lb := new(Handler)
 	var proxyTokens []caddyfile.Token
 	if err := lb.unmarshal(h.Dispenser, &proxyTokens); err != nil {

@@ -2,7 +2,7 @@ package livekitlb
 
 import (
 	"context"
-		"slices"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"

@@ -1,0 +1,113 @@
+package livekitlb
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden JSON beside each Caddyfile")
+
+func adapt(t *testing.T, caddyfile string) ([]byte, error) {
+	t.Helper()
+	out, warns, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
+	for _, w := range warns {
+		t.Logf("warning: %s", w.String())
+	}
+	return out, err
+}
+
+// Every Caddyfile in caddyfiles/ adapts to the JSON stored beside it, which
+// doubles as the JSON form of the same configuration for operators.
+func TestCaddyfilesAdaptToGoldenJSON(t *testing.T) {
+	for _, v := range []string{"DOMAIN", "REDIS_HOST", "REDIS_PORT"} {
+		t.Setenv(v, "") // restored after the test
+		os.Unsetenv(v)  // the golden files hold the defaults
+	}
+	files, _ := filepath.Glob("../caddyfiles/*.caddyfile")
+	if len(files) == 0 {
+		t.Fatal("no Caddyfiles found in caddyfiles/")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			src, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := adapt(t, string(src))
+			if err != nil {
+				t.Fatalf("adapt: %v", err)
+			}
+			var pretty bytes.Buffer
+			if err := json.Indent(&pretty, out, "", "\t"); err != nil {
+				t.Fatal(err)
+			}
+			pretty.WriteByte('\n')
+			golden := strings.TrimSuffix(f, ".caddyfile") + ".json"
+			if *update {
+				if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run: go test ./livekitlb -run Golden -update)", err)
+			}
+			if !bytes.Equal(pretty.Bytes(), want) {
+				t.Fatalf("%s adapts to\n%s\nwant (%s)\n%s", f, pretty.String(), golden, want)
+			}
+		})
+	}
+}
+
+func TestLiveKitLBDirective(t *testing.T) {
+	out, err := adapt(t, `:8080 {
+	livekit_lb 127.0.0.1:6379 {
+		node_port 7881
+		node_address 203.0.113.4 10.0.0.4:7880
+		load_measure rooms
+		fail_duration 2s
+		lb_retries 5
+		header_up X-Via caddy
+	}
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`"handler":"livekit_lb"`, `"address":"127.0.0.1:6379"`, `"node_port":7881`,
+		`"node_addresses":{"203.0.113.4":"10.0.0.4:7880"}`, `"load_measure":"rooms"`, `"fail_duration":2000000000`,
+		`"dynamic_upstreams":{"source":"livekit"}`, `"selection_policy":{"policy":"livekit"}`,
+		`"retries":5`, `"X-Via":["caddy"]`, `"stream_close_delay":600000000000`, `"dial_timeout":2000000000`,
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("adapted JSON lacks %s\n%s", want, out)
+		}
+	}
+}
+
+func TestLiveKitLBDirectiveErrors(t *testing.T) {
+	for name, body := range map[string]string{
+		"no redis":          `livekit_lb`,
+		"bad measure":       "livekit_lb 127.0.0.1:6379 {\n load_measure fastest\n}",
+		"static upstreams":  "livekit_lb 127.0.0.1:6379 {\n to 10.0.0.1:7880\n}",
+		"bad duration":      "livekit_lb 127.0.0.1:6379 {\n stale_after soon\n}",
+		"bad node_address":  "livekit_lb 127.0.0.1:6379 {\n node_address 10.0.0.1\n}",
+		"unknown redis opt": "livekit_lb {\n redis {\n address a:1\n colour blue\n }\n}",
+		"two redis modes":   "livekit_lb {\n redis {\n address a:1\n cluster_addresses b:1 c:1\n }\n}",
+		"sentinel no name":  "livekit_lb {\n redis {\n sentinel_addresses a:1\n }\n}",
+		"bad rp subdir":     "livekit_lb 127.0.0.1:6379 {\n lb_retries many\n}",
+	} {
+		if _, err := adapt(t, ":8080 {\n"+body+"\n}"); err == nil {
+			t.Errorf("%s: adapted without error", name)
+		}
+	}
+}

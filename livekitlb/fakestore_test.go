@@ -1,0 +1,126 @@
+package livekitlb
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"go.uber.org/zap"
+)
+
+// fakeStore is an in-memory room_node_map and nodes hash with the same
+// atomicity as Redis (one mutex stands for Redis' single thread).
+type fakeStore struct {
+	mu      sync.Mutex
+	nodes   map[string]*livekit.Node
+	rooms   map[string]string
+	err     error // returned by every call while set
+	lookups int   // RoomNode calls
+	writes  int   // PlaceRoom + ReplaceRoom calls
+}
+
+func newFakeStore() *fakeStore {
+	return &fakeStore{nodes: map[string]*livekit.Node{}, rooms: map[string]string{}}
+}
+
+func (f *fakeStore) Nodes(context.Context) ([]*livekit.Node, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	out := make([]*livekit.Node, 0, len(f.nodes))
+	for _, n := range f.nodes {
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func (f *fakeStore) RoomNode(_ context.Context, room string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lookups++
+	return f.rooms[room], f.err
+}
+
+func (f *fakeStore) PlaceRoom(_ context.Context, room, id string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.writes++
+	if f.err != nil {
+		return "", f.err
+	}
+	if cur, ok := f.rooms[room]; ok {
+		return cur, nil
+	}
+	f.rooms[room] = id
+	return id, nil
+}
+
+func (f *fakeStore) ReplaceRoom(_ context.Context, room, old, id string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.writes++
+	if f.err != nil {
+		return "", f.err
+	}
+	cur, ok := f.rooms[room]
+	if !ok || cur == old {
+		f.rooms[room] = id
+		return id, nil
+	}
+	return cur, nil
+}
+
+func (f *fakeStore) Ping(context.Context) error { return f.err }
+func (f *fakeStore) Close() error               { return nil }
+
+func (f *fakeStore) setNode(n *livekit.Node) {
+	f.mu.Lock()
+	f.nodes[n.Id] = n
+	f.mu.Unlock()
+}
+
+func (f *fakeStore) room(name string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rooms[name]
+}
+
+func (f *fakeStore) setErr(err error) {
+	f.mu.Lock()
+	f.err = err
+	f.mu.Unlock()
+}
+
+var errDown = errors.New("connection refused")
+
+// lkNode builds a node registered now with the given load.
+func lkNode(id, ip string, state livekit.NodeState, sysload float32, rooms int32) *livekit.Node {
+	return &livekit.Node{Id: id, Ip: ip, State: state, Stats: &livekit.NodeStats{
+		UpdatedAt: time.Now().Unix(), NumCpus: 1, LoadAvgLast1Min: sysload, NumRooms: rooms,
+	}}
+}
+
+func testSettings() settings {
+	return settings{
+		refresh: time.Hour, staleAfter: 5 * time.Second, cacheTTL: 5 * time.Second,
+		redisTimeout: time.Second, failDuration: 5 * time.Second, measure: MeasureSysload,
+	}
+}
+
+// newTestRegistry starts a registry over f that refreshes only when told.
+func newTestRegistry(t testing.TB, f *fakeStore, s settings) *Registry {
+	t.Helper()
+	book, err := newAddressBook(7880, nil, defaultAllowNetworks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRegistry(s, f, book, zap.NewNop())
+	t.Cleanup(func() { _ = r.Destruct() })
+	r.WaitLoaded(context.Background())
+	return r
+}

@@ -1,0 +1,279 @@
+package livekitlb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+)
+
+const (
+	serving  = livekit.NodeState_SERVING
+	draining = livekit.NodeState_SHUTTING_DOWN
+)
+
+func twoNodes(t *testing.T) (*fakeStore, *Registry) {
+	f := newFakeStore()
+	f.setNode(lkNode("ND_a", "10.0.0.1", serving, 0.1, 0))
+	f.setNode(lkNode("ND_b", "10.0.0.2", serving, 0.9, 0))
+	return f, newTestRegistry(t, f, testSettings())
+}
+
+func mustRoute(t *testing.T, r *Registry, room string) (*Node, Outcome) {
+	t.Helper()
+	n, o, err := r.Route(context.Background(), room)
+	if err != nil {
+		t.Fatalf("Route(%q): %v", room, err)
+	}
+	return n, o
+}
+
+func TestRouteKnownRoomGoesToItsNode(t *testing.T) {
+	f, r := twoNodes(t)
+	f.rooms["standup"] = "ND_b" // the busier node: placement beats load
+
+	n, o := mustRoute(t, r, "standup")
+	if n.ID != "ND_b" || o != OutcomeFound || n.Dial != "10.0.0.2:7880" {
+		t.Fatalf("got %s %s %s, want ND_b found 10.0.0.2:7880", n.ID, o, n.Dial)
+	}
+	n, o = mustRoute(t, r, "standup")
+	if n.ID != "ND_b" || o != OutcomeCached {
+		t.Fatalf("second request: got %s %s, want ND_b cached", n.ID, o)
+	}
+	if f.lookups != 1 {
+		t.Fatalf("Redis lookups = %d, want 1 (second from cache)", f.lookups)
+	}
+}
+
+func TestRouteNewRoomPlacedOnLeastLoaded(t *testing.T) {
+	f, r := twoNodes(t)
+	n, o := mustRoute(t, r, "new")
+	if n.ID != "ND_a" || o != OutcomePlaced {
+		t.Fatalf("got %s %s, want ND_a placed", n.ID, o)
+	}
+	if got := f.room("new"); got != "ND_a" {
+		t.Fatalf("room_node_map[new] = %q, want ND_a", got)
+	}
+}
+
+func TestRouteFollowsWinnerOfPlacementRace(t *testing.T) {
+	f, r := twoNodes(t)
+	// another writer places the room between our lookup and our write
+	racer := &racingStore{fakeStore: f, room: "contested", winner: "ND_b"}
+	r.store = racer
+	n, o := mustRoute(t, r, "contested")
+	if n.ID != "ND_b" || o != OutcomeFollowed {
+		t.Fatalf("got %s %s, want ND_b followed", n.ID, o)
+	}
+	if got := f.room("contested"); got != "ND_b" {
+		t.Fatalf("room_node_map[contested] = %q, want the winner ND_b", got)
+	}
+}
+
+// racingStore lets another writer place room right after our lookup.
+type racingStore struct {
+	*fakeStore
+	room, winner string
+	once         sync.Once
+}
+
+func (s *racingStore) RoomNode(ctx context.Context, room string) (string, error) {
+	id, err := s.fakeStore.RoomNode(ctx, room)
+	s.once.Do(func() { _, _ = s.fakeStore.PlaceRoom(ctx, s.room, s.winner) })
+	return id, err
+}
+
+func TestRouteReplacesRoomOfDeadNode(t *testing.T) {
+	f, r := twoNodes(t)
+	dead := lkNode("ND_dead", "10.0.0.3", serving, 0, 0)
+	dead.Stats.UpdatedAt = time.Now().Add(-time.Minute).Unix()
+	f.setNode(dead)
+	f.rooms["orphan"] = "ND_dead"
+	r.refresh(context.Background())
+
+	n, o := mustRoute(t, r, "orphan")
+	if n.ID != "ND_a" || o != OutcomeReplaced {
+		t.Fatalf("got %s %s, want ND_a replaced", n.ID, o)
+	}
+	if got := f.room("orphan"); got != "ND_a" {
+		t.Fatalf("room_node_map[orphan] = %q, want ND_a", got)
+	}
+}
+
+func TestRouteReplacesRoomOfUnknownNode(t *testing.T) {
+	f, r := twoNodes(t)
+	f.rooms["gone"] = "ND_never_registered"
+	n, o := mustRoute(t, r, "gone")
+	if o != OutcomeReplaced || f.room("gone") != n.ID {
+		t.Fatalf("got %s %s, map %q", n.ID, o, f.room("gone"))
+	}
+}
+
+func TestRouteAfterProxyFailureReplacesRoom(t *testing.T) {
+	f, r := twoNodes(t)
+	f.rooms["r1"] = "ND_a"
+	n, _ := mustRoute(t, r, "r1")
+	r.ReportFailure(n, "r1")
+
+	n2, o := mustRoute(t, r, "r1")
+	if n2.ID != "ND_b" || o != OutcomeReplaced || f.room("r1") != "ND_b" {
+		t.Fatalf("after failure got %s %s map %q, want ND_b replaced", n2.ID, o, f.room("r1"))
+	}
+	// and new rooms avoid the failed node
+	n3, _ := mustRoute(t, r, "fresh")
+	if n3.ID != "ND_b" {
+		t.Fatalf("new room placed on %s, want ND_b while ND_a is out", n3.ID)
+	}
+}
+
+func TestDrainingNodeKeepsRoomsTakesNoNewOnes(t *testing.T) {
+	f := newFakeStore()
+	f.setNode(lkNode("ND_drain", "10.0.0.1", draining, 0, 0))
+	f.setNode(lkNode("ND_busy", "10.0.0.2", serving, 2, 50))
+	f.rooms["old"] = "ND_drain"
+	r := newTestRegistry(t, f, testSettings())
+
+	if n, o := mustRoute(t, r, "old"); n.ID != "ND_drain" || o != OutcomeFound {
+		t.Fatalf("existing room: got %s %s, want ND_drain found", n.ID, o)
+	}
+	for i := range 10 {
+		if n, _ := mustRoute(t, r, fmt.Sprint("new", i)); n.ID != "ND_busy" {
+			t.Fatalf("new room on %s, want ND_busy (the other is draining)", n.ID)
+		}
+	}
+}
+
+func TestStartingNodeIsNotRouted(t *testing.T) {
+	f := newFakeStore()
+	f.setNode(lkNode("ND_start", "10.0.0.1", livekit.NodeState_STARTING_UP, 0, 0))
+	r := newTestRegistry(t, f, testSettings())
+	if _, _, err := r.Route(context.Background(), "x"); !errors.Is(err, ErrNoNode) {
+		t.Fatalf("err = %v, want ErrNoNode", err)
+	}
+	if f.room("x") != "" {
+		t.Fatalf("a placement was written with no node to take it")
+	}
+}
+
+func TestNodeOutsideAllowListIsNeverDialled(t *testing.T) {
+	f := newFakeStore()
+	f.setNode(lkNode("ND_pub", "203.0.113.7", serving, 0, 0))
+	f.setNode(lkNode("ND_priv", "10.0.0.2", serving, 1, 10))
+	f.rooms["on-public"] = "ND_pub"
+	r := newTestRegistry(t, f, testSettings())
+
+	for _, n := range r.Nodes() {
+		if n.ID == "ND_pub" && n.Dial != "" {
+			t.Fatalf("public node dial = %q, want none", n.Dial)
+		}
+	}
+	// its room stays where LiveKit has it; another node relays
+	n, o := mustRoute(t, r, "on-public")
+	if n.ID != "ND_priv" || o != OutcomeRelayed || f.room("on-public") != "ND_pub" {
+		t.Fatalf("got %s %s map %q, want ND_priv relayed, map unchanged", n.ID, o, f.room("on-public"))
+	}
+	// new rooms never land on it
+	if n, _ := mustRoute(t, r, "new"); n.ID != "ND_priv" {
+		t.Fatalf("new room on %s", n.ID)
+	}
+}
+
+func TestNoRoomGoesToAnyServingNode(t *testing.T) {
+	_, r := twoNodes(t)
+	n, o := mustRoute(t, r, "")
+	if o != OutcomeNoRoom || n.ID != "ND_a" {
+		t.Fatalf("got %s %s, want ND_a no_room", n.ID, o)
+	}
+}
+
+func TestRedisDownKnownRoomsKeepRouting(t *testing.T) {
+	f, r := twoNodes(t)
+	f.rooms["known"] = "ND_b"
+	mustRoute(t, r, "known")
+	f.setErr(errDown)
+	r.refresh(context.Background()) // fails: last snapshot stays
+
+	if n, o := mustRoute(t, r, "known"); n.ID != "ND_b" || o != OutcomeCached {
+		t.Fatalf("known room during outage: %s %s", n.ID, o)
+	}
+	if _, _, err := r.Route(context.Background(), "unknown"); !errors.Is(err, ErrRedis) {
+		t.Fatalf("unknown room during outage: err = %v, want ErrRedis", err)
+	}
+	if len(r.Nodes()) != 2 {
+		t.Fatalf("snapshot lost during outage")
+	}
+}
+
+func TestConcurrentLookupsCollapse(t *testing.T) {
+	f, r := twoNodes(t)
+	f.rooms["busy"] = "ND_a"
+	slow := &slowStore{fakeStore: f, delay: 50 * time.Millisecond}
+	r.store = slow
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mustRoute(t, r, "busy")
+		}()
+	}
+	wg.Wait()
+	if f.lookups != 1 {
+		t.Fatalf("Redis lookups = %d for 20 concurrent requests, want 1", f.lookups)
+	}
+}
+
+type slowStore struct {
+	*fakeStore
+	delay time.Duration
+}
+
+func (s *slowStore) RoomNode(ctx context.Context, room string) (string, error) {
+	time.Sleep(s.delay)
+	return s.fakeStore.RoomNode(ctx, room)
+}
+
+// Two proxies (two registries over one store) place the same rooms at once:
+// every room ends on exactly one node and both proxies agree on it.
+func TestTwoProxiesNeverSplitARoom(t *testing.T) {
+	f := newFakeStore()
+	for i := range 3 {
+		f.setNode(lkNode(fmt.Sprint("ND_", i), fmt.Sprint("10.0.0.", i+1), serving, 0, 0))
+	}
+	a := newTestRegistry(t, f, testSettings())
+	b := newTestRegistry(t, f, testSettings())
+	var mu sync.Mutex
+	seen := map[string]map[string]bool{}
+	var wg sync.WaitGroup
+	for _, r := range []*Registry{a, b, a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				room := fmt.Sprint("room-", i)
+				n, _ := mustRoute(t, r, room)
+				mu.Lock()
+				if seen[room] == nil {
+					seen[room] = map[string]bool{}
+				}
+				seen[room][n.ID] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for room, nodes := range seen {
+		if len(nodes) != 1 {
+			t.Errorf("room %s routed to %d nodes: %v", room, len(nodes), nodes)
+		}
+		for id := range nodes {
+			if f.room(room) != id {
+				t.Errorf("room %s routed to %s but mapped to %s", room, id, f.room(room))
+			}
+		}
+	}
+}

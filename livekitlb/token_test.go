@@ -1,0 +1,111 @@
+package livekitlb
+
+import (
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/livekit/protocol/auth"
+)
+
+const (
+	testKey    = "devkey"
+	testSecret = "0123456789abcdef0123456789abcdef"
+)
+
+func mint(t testing.TB, key, secret, room string, validFor time.Duration) string {
+	t.Helper()
+	at := auth.NewAccessToken(key, secret).SetIdentity("alice").SetValidFor(validFor).
+		SetVideoGrant(&auth.VideoGrant{RoomJoin: true, Room: room})
+	tok, err := at.ToJWT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestTokenFromRequest(t *testing.T) {
+	r := httptest.NewRequest("GET", "/rtc?access_token=abc&auto_subscribe=1", nil)
+	if got := tokenFromRequest(r); got != "abc" {
+		t.Errorf("query: got %q", got)
+	}
+	r = httptest.NewRequest("GET", "/rtc/v1", nil)
+	r.Header.Set("Authorization", "Bearer xyz")
+	if got := tokenFromRequest(r); got != "xyz" {
+		t.Errorf("bearer: got %q", got)
+	}
+	r.Header.Set("Authorization", "Basic xyz")
+	if got := tokenFromRequest(r); got != "" {
+		t.Errorf("basic auth taken as token: %q", got)
+	}
+}
+
+func TestRoomFromToken(t *testing.T) {
+	tok := mint(t, testKey, testSecret, "standup", time.Hour)
+	room, err := roomFromToken(tok)
+	if err != nil || room != "standup" {
+		t.Fatalf("got %q, %v", room, err)
+	}
+	// unverified parsing still reads a token signed with another secret
+	room, err = roomFromToken(mint(t, "other", "another-secret-of-32-characters!", "x", time.Hour))
+	if err != nil || room != "x" {
+		t.Fatalf("foreign token: %q, %v", room, err)
+	}
+	// a token with no video grant names no room
+	noGrant, _ := auth.NewAccessToken(testKey, testSecret).SetIdentity("svc").ToJWT()
+	if room, err := roomFromToken(noGrant); err != nil || room != "" {
+		t.Fatalf("no grant: %q, %v", room, err)
+	}
+	for _, bad := range []string{"", "not-a-jwt", "a.b.c", "a..c", "a.b.", ".b.c", "a.e30", "a.!!!.c", "a.bm90IGpzb24.c"} {
+		if _, err := roomFromToken(bad); !errors.Is(err, errBadToken) {
+			t.Errorf("roomFromToken(%q) err = %v, want errBadToken", bad, err)
+		}
+	}
+}
+
+func TestVerifyToken(t *testing.T) {
+	good := mint(t, testKey, testSecret, "standup", time.Hour)
+	if room, err := verifyToken(good, testKey, testSecret); err != nil || room != "standup" {
+		t.Fatalf("good token: %q, %v", room, err)
+	}
+	cases := map[string]string{
+		"wrong secret": mint(t, testKey, "another-secret-of-32-characters!", "r", time.Hour),
+		"foreign key":  mint(t, "otherkey", testSecret, "r", time.Hour),
+		"expired":      expired(t),
+		"malformed":    "eyJhbGciOiJIUzI1NiJ9.garbage.sig",
+	}
+	for name, tok := range cases {
+		_, err := verifyToken(tok, testKey, testSecret)
+		if !errors.Is(err, errBadToken) {
+			t.Errorf("%s: err = %v, want errBadToken", name, err)
+		}
+		if err != nil && len(tok) > 20 && strings.Contains(err.Error(), tok) {
+			t.Errorf("%s: error text contains the token", name)
+		}
+		if err != nil && strings.Contains(err.Error(), testSecret) {
+			t.Errorf("%s: error text contains the secret", name)
+		}
+	}
+}
+
+// expired mints a correctly signed token that expired two minutes ago
+// (beyond LiveKit's one-minute leeway).
+func expired(t *testing.T) string {
+	past := time.Now().Add(-2 * time.Minute)
+	c := struct {
+		jwt.RegisteredClaims
+		auth.ClaimGrants
+	}{
+		RegisteredClaims: jwt.RegisteredClaims{Issuer: testKey, Subject: "alice",
+			NotBefore: jwt.NewNumericDate(past.Add(-time.Hour)), ExpiresAt: jwt.NewNumericDate(past)},
+		ClaimGrants: auth.ClaimGrants{Video: &auth.VideoGrant{RoomJoin: true, Room: "r"}},
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(testSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
