@@ -131,9 +131,11 @@ func (r *Registry) refresh(ctx context.Context) {
 		dial, derr := r.book.dial(ln.Ip)
 		n := newNode(ln, dial, h)
 		if prev := old.byID[n.ID]; prev == nil || prev.State != n.State || prev.Dial != n.Dial {
-			r.log.Info("livekit node",
-				zap.String("node", n.ID), zap.String("ip", n.IP), zap.String("dial", n.Dial),
-				zap.String("state", n.State.String()), zap.Errors("not_dialled", nonNil(derr)))
+			fields := []zap.Field{zap.String("node", n.ID), zap.String("ip", n.IP), zap.String("dial", n.Dial), zap.String("state", n.State.String())}
+			if derr != nil {
+				fields = append(fields, zap.NamedError("not_dialled", derr))
+			}
+			r.log.Info("livekit node", fields...)
 		}
 		next.byID[n.ID] = n
 		next.nodes = append(next.nodes, n)
@@ -174,9 +176,3 @@ func (r *Registry) markDown(n *Node, now time.Time) {
 	}
 }
 
-func nonNil(err error) []error {
-	if err == nil {
-		return nil
-	}
-	return []error{err}
-}
