@@ -104,57 +104,13 @@ func (lb *Handler) unmarshal(d *caddyfile.Dispenser, proxy *[]caddyfile.Token) e
 		}
 	}
 	for d.NextBlock(0) {
-		switch d.Val() {
-		case "redis":
-			if err := lb.Redis.unmarshal(d); err != nil {
+		if ok, err := lb.Cluster.UnmarshalOption(d); ok || err != nil {
+			if err != nil {
 				return err
 			}
-		case "node_port":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			p, err := strconv.Atoi(d.Val())
-			if err != nil {
-				return d.Errf("node_port: %v", err)
-			}
-			lb.NodePort = p
-		case "node_address":
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return d.Err("node_address takes <advertised_ip> <host:port>")
-			}
-			if lb.NodeAddresses == nil {
-				lb.NodeAddresses = map[string]string{}
-			}
-			lb.NodeAddresses[args[0]] = args[1]
-		case "allow_networks":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			lb.AllowNetworks = append(lb.AllowNetworks, args...)
-		case "refresh_interval", "stale_after", "placement_cache", "redis_timeout", "fail_duration":
-			name := d.Val()
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			v, err := caddy.ParseDuration(d.Val())
-			if err != nil {
-				return d.Errf("%s: %v", name, err)
-			}
-			*map[string]*caddy.Duration{
-				"refresh_interval": &lb.RefreshInterval, "stale_after": &lb.StaleAfter,
-				"placement_cache": &lb.PlacementCache, "redis_timeout": &lb.RedisTimeout,
-				"fail_duration": &lb.FailDuration,
-			}[name] = caddy.Duration(v)
-		case "load_measure":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			if err := validMeasure(d.Val()); err != nil {
-				return d.Err(err.Error())
-			}
-			lb.LoadMeasure = d.Val()
+			continue
+		}
+		switch d.Val() {
 		case "api_key":
 			if !d.AllArgs(&lb.APIKey) {
 				return d.ArgErr()
@@ -173,6 +129,65 @@ func (lb *Handler) unmarshal(d *caddyfile.Dispenser, proxy *[]caddyfile.Token) e
 		return d.Err("livekit_lb needs a redis address")
 	}
 	return nil
+}
+
+// UnmarshalOption parses the cluster option at the dispenser's cursor, if
+// it is one (redis, node_port, node_address, allow_networks, the durations,
+// load_measure), so that every directive spells them the same way.
+func (c *Cluster) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
+	switch d.Val() {
+	case "redis":
+		return true, c.Redis.unmarshal(d)
+	case "node_port":
+		if !d.NextArg() {
+			return true, d.ArgErr()
+		}
+		p, err := strconv.Atoi(d.Val())
+		if err != nil {
+			return true, d.Errf("node_port: %v", err)
+		}
+		c.NodePort = p
+	case "node_address":
+		args := d.RemainingArgs()
+		if len(args) != 2 {
+			return true, d.Err("node_address takes <advertised_ip> <host:port>")
+		}
+		if c.NodeAddresses == nil {
+			c.NodeAddresses = map[string]string{}
+		}
+		c.NodeAddresses[args[0]] = args[1]
+	case "allow_networks":
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return true, d.ArgErr()
+		}
+		c.AllowNetworks = append(c.AllowNetworks, args...)
+	case "refresh_interval", "stale_after", "placement_cache", "redis_timeout", "fail_duration":
+		name := d.Val()
+		if !d.NextArg() {
+			return true, d.ArgErr()
+		}
+		v, err := caddy.ParseDuration(d.Val())
+		if err != nil {
+			return true, d.Errf("%s: %v", name, err)
+		}
+		*map[string]*caddy.Duration{
+			"refresh_interval": &c.RefreshInterval, "stale_after": &c.StaleAfter,
+			"placement_cache": &c.PlacementCache, "redis_timeout": &c.RedisTimeout,
+			"fail_duration": &c.FailDuration,
+		}[name] = caddy.Duration(v)
+	case "load_measure":
+		if !d.NextArg() {
+			return true, d.ArgErr()
+		}
+		if err := validMeasure(d.Val()); err != nil {
+			return true, d.Err(err.Error())
+		}
+		c.LoadMeasure = d.Val()
+	default:
+		return false, nil
+	}
+	return true, nil
 }
 
 func (c *RedisConfig) unmarshal(d *caddyfile.Dispenser) error {

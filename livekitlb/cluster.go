@@ -96,8 +96,14 @@ func (c Cluster) key() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// provision returns the shared Registry for this cluster and the pool key
-// to release in Cleanup.
+// Provision returns the shared Registry for this cluster and a release
+// function for the module's Cleanup. Modules of other packages (the token
+// handler) use it to share placement with livekit_lb.
+func (c Cluster) Provision(ctx caddy.Context) (*Registry, func() error, error) {
+	r, key, err := c.provision(ctx)
+	return r, func() error { return release(key) }, err
+}
+
 func (c Cluster) provision(ctx caddy.Context) (*Registry, string, error) {
 	rc, err := c.resolved()
 	if err != nil {

@@ -75,6 +75,18 @@ func (f *fakeStore) ReplaceRoom(_ context.Context, room, old, id string) (string
 	return cur, nil
 }
 
+func (f *fakeStore) UnplaceRoom(_ context.Context, room, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	if f.rooms[room] == id {
+		delete(f.rooms, room)
+	}
+	return nil
+}
+
 func (f *fakeStore) Ping(context.Context) error { return f.err }
 func (f *fakeStore) Close() error               { return nil }
 

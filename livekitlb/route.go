@@ -158,3 +158,18 @@ func (r *Registry) ReportFailure(n *Node, room string) {
 		r.cache.drop(room)
 	}
 }
+
+// Unplace undoes a placement this proxy made (OutcomePlaced) when the room
+// could not be created after all, unless someone has moved it since.
+func (r *Registry) Unplace(ctx context.Context, room, nodeID string) error {
+	r.cache.drop(room)
+	ctx, cancel := context.WithTimeout(ctx, r.settings.redisTimeout)
+	defer cancel()
+	if err := r.store.UnplaceRoom(ctx, room, nodeID); err != nil {
+		return fmt.Errorf("%w: %v", ErrRedis, err)
+	}
+	return nil
+}
+
+// RedisTimeout is the bound on any Redis operation a request waits for.
+func (r *Registry) RedisTimeout() time.Duration { return r.settings.redisTimeout }

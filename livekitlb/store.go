@@ -29,6 +29,8 @@ type store interface {
 	// ReplaceRoom moves room from oldID to newID only if it still names oldID,
 	// and returns the placement that holds afterwards.
 	ReplaceRoom(ctx context.Context, room, oldID, newID string) (string, error)
+	// UnplaceRoom removes room's placement only if it still names nodeID.
+	UnplaceRoom(ctx context.Context, room, nodeID string) error
 	// Ping checks that Redis answers.
 	Ping(ctx context.Context) error
 	Close() error
@@ -97,6 +99,17 @@ func (s redisStore) ReplaceRoom(ctx context.Context, room, oldID, newID string) 
 		return s.PlaceRoom(ctx, room, newID)
 	}
 	return cur, nil
+}
+
+var unplaceScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+`)
+
+func (s redisStore) UnplaceRoom(ctx context.Context, room, nodeID string) error {
+	return unplaceScript.Run(ctx, s.rc, []string{roomNodeMapKey}, room, nodeID).Err()
 }
 
 func (s redisStore) Ping(ctx context.Context) error { return s.rc.Ping(ctx).Err() }

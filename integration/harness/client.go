@@ -1,0 +1,52 @@
+package harness
+
+import (
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/livekit/protocol/auth"
+	"github.com/livekit/protocol/logger"
+	lksdk "github.com/livekit/server-sdk-go/v2"
+)
+
+// Token is an access token for identity to join room, signed with APIKey/APISecret.
+func Token(room, identity string) string {
+	at := auth.NewAccessToken(APIKey, APISecret).
+		SetIdentity(identity).
+		SetValidFor(time.Hour).
+		SetVideoGrant(&auth.VideoGrant{RoomJoin: true, Room: room})
+	jwt, err := at.ToJWT()
+	if err != nil {
+		panic(err) // only fails for an empty key or secret
+	}
+	return jwt
+}
+
+// Join connects identity to room through url (ws://HOST:PORT) with the Go SDK,
+// like a real client: signal WebSocket, then WebRTC. It fails the test if that
+// fails, and disconnects when the test ends.
+func Join(t testing.TB, url, room, identity string) *lksdk.Room {
+	t.Helper()
+	r, err := TryJoin(url, room, identity)
+	if err != nil {
+		t.Fatalf("join %s as %s via %s: %v", room, identity, url, err)
+	}
+	t.Cleanup(r.Disconnect)
+	return r
+}
+
+// TryJoin is Join for a join that may fail; the caller disconnects.
+// The SDK's logs are discarded unless LKLB_CLIENT_LOGS=1.
+func TryJoin(url, room, identity string) (*lksdk.Room, error) {
+	quietSDK.Do(func() {
+		if os.Getenv("LKLB_CLIENT_LOGS") != "1" {
+			lksdk.SetLogger(logger.GetDiscardLogger()) // the WebRTC stack logs here
+		}
+	})
+	return lksdk.ConnectToRoomWithToken(url, Token(room, identity), lksdk.NewRoomCallback(),
+		lksdk.WithAutoSubscribe(false))
+}
+
+var quietSDK sync.Once

@@ -1,0 +1,233 @@
+// Package tokenhandler serves the create-room endpoint: it places the room
+// with livekit_lb's placement, creates it on that node, and returns a token
+// and the proxy's public URL.
+package tokenhandler
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/livekit-lb/caddy-livekit/livekitlb"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler is the create-room endpoint, `livekit_token` in a Caddyfile.
+type Handler struct {
+	livekitlb.Cluster
+
+	// Key and secret the tokens are signed with: `{env.LIVEKIT_API_KEY}`.
+	APIKey    string `json:"api_key,omitempty"`
+	APISecret string `json:"api_secret,omitempty"`
+
+	// Public address clients connect to, e.g. wss://livekit.example.com.
+	// Default: derived from the request (Host, TLS, X-Forwarded-Proto and
+	// X-Forwarded-Host from Caddy's trusted_proxies).
+	PublicURL string `json:"public_url,omitempty"`
+
+	// Callers must send `Authorization: Bearer <auth_key>`, or be
+	// authenticated by Caddy (basic_auth), or carry identity_header (set by
+	// forward_auth's copy_headers). allow_anonymous lifts the requirement.
+	AuthKey        string `json:"auth_key,omitempty"`
+	IdentityHeader string `json:"identity_header,omitempty"`
+	AllowAnonymous bool   `json:"allow_anonymous,omitempty"`
+
+	// Token lifetime when the caller names none (default 6h), and the most
+	// a caller may ask for (default 24h).
+	TTL    caddy.Duration `json:"ttl,omitempty"`
+	MaxTTL caddy.Duration `json:"max_ttl,omitempty"`
+	// Grants of the minted tokens; all default to true.
+	CanPublish     *bool `json:"can_publish,omitempty"`
+	CanSubscribe   *bool `json:"can_subscribe,omitempty"`
+	CanPublishData *bool `json:"can_publish_data,omitempty"`
+
+	// Room settings passed to LiveKit's CreateRoom (0: LiveKit's default).
+	EmptyTimeout    caddy.Duration `json:"empty_timeout,omitempty"`
+	MaxParticipants uint32         `json:"max_participants,omitempty"`
+
+	// Largest accepted request body. Default 64 KiB.
+	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+
+	apiKey, apiSecret, authKey, publicURL string
+
+	placer  placer
+	release func() error
+	client  *http.Client
+	logger  *zap.Logger
+}
+
+// placer is the part of livekitlb.Registry the handler uses.
+type placer interface {
+	WaitLoaded(context.Context)
+	Route(ctx context.Context, room string) (*livekitlb.Node, livekitlb.Outcome, error)
+	ReportFailure(n *livekitlb.Node, room string)
+	Unplace(ctx context.Context, room, nodeID string) error
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.livekit_token",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision resolves secrets and defaults and joins the shared registry.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+	h.apiKey = repl.ReplaceAll(h.APIKey, "")
+	h.apiSecret = repl.ReplaceAll(h.APISecret, "")
+	h.authKey = repl.ReplaceAll(h.AuthKey, "")
+	h.publicURL = strings.TrimRight(repl.ReplaceAll(h.PublicURL, ""), "/")
+	if h.TTL == 0 {
+		h.TTL = caddy.Duration(6 * time.Hour)
+	}
+	if h.MaxTTL == 0 {
+		h.MaxTTL = caddy.Duration(24 * time.Hour)
+	}
+	if h.MaxBodyBytes == 0 {
+		h.MaxBodyBytes = 64 << 10
+	}
+	h.client = &http.Client{Timeout: 5 * time.Second}
+	reg, release, err := h.Cluster.Provision(ctx)
+	if err != nil {
+		return err
+	}
+	h.placer, h.release = reg, release
+	return nil
+}
+
+// Validate refuses configurations that could not mint a usable token or
+// would leave the endpoint open by accident.
+func (h *Handler) Validate() error {
+	switch {
+	case h.apiKey == "" || h.apiSecret == "":
+		return errors.New("livekit_token: api_key and api_secret are required (is the {env.*} variable set?)")
+	case len(h.apiSecret) < 32:
+		return errors.New("livekit_token: api_secret must be at least 32 characters, as LiveKit requires")
+	case h.AllowAnonymous && (h.authKey != "" || h.IdentityHeader != ""):
+		return errors.New("livekit_token: allow_anonymous contradicts auth_key and identity_header")
+	case h.AuthKey != "" && h.authKey == "":
+		return errors.New("livekit_token: auth_key is set but empty after placeholders (is the {env.*} variable set?)")
+	case h.TTL > h.MaxTTL:
+		return errors.New("livekit_token: ttl exceeds max_ttl")
+	case h.MaxBodyBytes < 0:
+		return errors.New("livekit_token: max_body_bytes must be positive")
+	case h.publicURL != "" && !strings.HasPrefix(h.publicURL, "wss://") && !strings.HasPrefix(h.publicURL, "ws://"):
+		return errors.New("livekit_token: public_url must start with wss:// or ws://")
+	}
+	return nil
+}
+
+// Cleanup releases the shared registry.
+func (h *Handler) Cleanup() error {
+	if h.release == nil {
+		return nil
+	}
+	return h.release()
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return h.fail(w, r, refuse(http.StatusMethodNotAllowed, "use POST"), "")
+	}
+	if !h.authenticated(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="livekit"`)
+		return h.fail(w, r, refuse(http.StatusUnauthorized, "authentication required"), "")
+	}
+	req, herr := decodeRequest(r, h.MaxBodyBytes, time.Duration(h.MaxTTL))
+	if herr != nil {
+		return h.fail(w, r, herr, "")
+	}
+	node, herr := h.createRoom(r.Context(), req.RoomName)
+	if herr != nil {
+		return h.fail(w, r, herr, req.RoomName)
+	}
+	token, err := h.mint(req)
+	if err != nil {
+		return h.fail(w, r, refuse(http.StatusInternalServerError, "could not sign the token"), req.RoomName)
+	}
+	url := h.url(r)
+	h.logger.Info("room ready", zap.String("room", req.RoomName), zap.String("node", node.ID), zap.String("remote", r.RemoteAddr))
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	return json.NewEncoder(w).Encode(createResponse{RoomName: req.RoomName, Token: token, URL: url, ServerURL: url})
+}
+
+// authenticated: the bearer key (compared in constant time), a user that
+// Caddy's authentication handler identified, or a forward_auth identity.
+func (h *Handler) authenticated(r *http.Request) bool {
+	if h.AllowAnonymous {
+		return true
+	}
+	if h.authKey != "" {
+		got := r.Header.Get("Authorization")
+		if len(got) > 7 && strings.EqualFold(got[:7], "bearer ") &&
+			subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got[7:])), []byte(h.authKey)) == 1 {
+			return true
+		}
+	}
+	if h.IdentityHeader != "" && r.Header.Get(h.IdentityHeader) != "" {
+		return true
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		if id, _ := repl.GetString("http.auth.user.id"); id != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// url is the public address clients must connect to.
+func (h *Handler) url(r *http.Request) string {
+	if h.publicURL != "" {
+		return h.publicURL
+	}
+	scheme, host := "ws", r.Host
+	if r.TLS != nil {
+		scheme = "wss"
+	}
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
+		if p := r.Header.Get("X-Forwarded-Proto"); p == "https" {
+			scheme = "wss"
+		} else if p == "http" {
+			scheme = "ws"
+		}
+		if fh := r.Header.Get("X-Forwarded-Host"); fh != "" {
+			host = fh
+		}
+	}
+	return scheme + "://" + host
+}
+
+// fail answers with a JSON error and logs one line (never the body).
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, e *httpError, room string) error {
+	lvl := h.logger.Info
+	if e.status >= 500 {
+		lvl = h.logger.Warn
+	}
+	lvl("create-room refused", zap.Int("status", e.status), zap.String("reason", e.msg),
+		zap.String("room", room), zap.String("remote", r.RemoteAddr))
+	return livekitlb.WriteJSONError(w, e.status, e.msg)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,51 @@
+package tokenhandler
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"time"
+
+	"github.com/livekit/protocol/auth"
+)
+
+// mint signs the participant's join token: roomJoin for that room only.
+func (h *Handler) mint(req *createRequest) (string, error) {
+	identity := req.Identity
+	if identity == "" {
+		identity = uniqueIdentity(req.UserName)
+	}
+	ttl := time.Duration(h.TTL)
+	if req.TTL > 0 {
+		ttl = time.Duration(req.TTL) * time.Second
+	}
+	return auth.NewAccessToken(h.apiKey, h.apiSecret).
+		SetIdentity(identity).
+		SetName(req.UserName).
+		SetMetadata(req.Metadata).
+		SetValidFor(ttl).
+		SetVideoGrant(&auth.VideoGrant{
+			RoomJoin:       true,
+			Room:           req.RoomName,
+			CanPublish:     boolOr(h.CanPublish, true),
+			CanSubscribe:   boolOr(h.CanSubscribe, true),
+			CanPublishData: boolOr(h.CanPublishData, true),
+		}).ToJWT()
+}
+
+// uniqueIdentity: user_name plus a random suffix, within LiveKit's limit.
+func uniqueIdentity(userName string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	base := userName
+	if len(base) > maxIdentity-9 {
+		base = base[:maxIdentity-9]
+	}
+	return base + "-" + hex.EncodeToString(b[:])
+}
+
+func boolOr(p *bool, def bool) *bool {
+	if p == nil {
+		return &def
+	}
+	return p
+}
