@@ -6,4 +6,6 @@ import (
 	// LiveKit-aware load balancing: http.handlers.livekit_lb,
 	// http.reverse_proxy.upstreams.livekit, http.reverse_proxy.selection_policies.livekit
 	_ "github.com/livekit-lb/caddy-livekit/livekitlb"
+	// create-room endpoint: http.handlers.livekit_token
+	_ "github.com/livekit-lb/caddy-livekit/tokenhandler"
 )

@@ -175,4 +175,3 @@ func (r *Registry) markDown(n *Node, now time.Time) {
 			zap.String("node", n.ID), zap.String("dial", n.Dial), zap.Duration("for", r.settings.failDuration))
 	}
 }
-

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"time"
+	"unicode/utf8"
 
 	"github.com/livekit/protocol/auth"
 )
@@ -37,8 +38,9 @@ func uniqueIdentity(userName string) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	base := userName
-	if len(base) > maxIdentity-9 {
-		base = base[:maxIdentity-9]
+	for len(base) > maxIdentity-9 { // cut whole runes only
+		_, size := utf8.DecodeLastRuneInString(base)
+		base = base[:len(base)-size]
 	}
 	return base + "-" + hex.EncodeToString(b[:])
 }
