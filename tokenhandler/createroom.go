@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/livekit/protocol/auth"
@@ -36,8 +37,12 @@ func (h *Handler) createRoom(ctx context.Context, room string) (*livekitlb.Node,
 			}
 			return nil, refuse(http.StatusServiceUnavailable, "cannot place the room: %s", livekitlb.ErrNoNode)
 		}
+		if h.created.has(room, node.ID) {
+			return node, nil
+		}
 		err = h.twirpCreateRoom(ctx, node, room)
 		if err == nil {
+			h.created.add(room, node.ID)
 			return node, nil
 		}
 		lastErr = err
@@ -106,4 +111,40 @@ func (h *Handler) twirpCreateRoom(ctx context.Context, node *livekitlb.Node, roo
 		return &nodeError{status: resp.StatusCode, msg: string(msg)}
 	}
 	return nil
+}
+
+// createdRooms remembers rooms this handler created recently, so that the
+// other participants of a meeting, who each ask for a token, cost no
+// CreateRoom call while the room stays on the same node.
+type createdRooms struct {
+	mu    sync.Mutex
+	rooms map[string]createdRoom
+}
+
+type createdRoom struct {
+	nodeID string
+	at     time.Time
+}
+
+// createdTTL stays well under LiveKit's empty_timeout, after which an
+// unjoined room closes; a join after that re-creates it anyway.
+const (
+	createdTTL = 10 * time.Second
+	createdMax = 100_000
+)
+
+func (c *createdRooms) has(room, nodeID string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.rooms[room]
+	return ok && e.nodeID == nodeID && time.Since(e.at) < createdTTL
+}
+
+func (c *createdRooms) add(room, nodeID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rooms == nil || len(c.rooms) >= createdMax {
+		c.rooms = make(map[string]createdRoom) // bounded: start over
+	}
+	c.rooms[room] = createdRoom{nodeID: nodeID, at: time.Now()}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/livekit-lb/caddy-livekit/livekitlb"
 )
@@ -62,6 +63,7 @@ type Handler struct {
 	apiKey, apiSecret, authKey, publicURL string
 
 	placer  placer
+	created *createdRooms
 	release func() error
 	client  *http.Client
 	logger  *zap.Logger
@@ -101,6 +103,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.MaxBodyBytes = 64 << 10
 	}
 	h.client = &http.Client{Timeout: 5 * time.Second}
+	h.created = new(createdRooms)
 	reg, release, err := h.Cluster.Provision(ctx)
 	if err != nil {
 		return err
@@ -161,7 +164,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		return h.fail(w, r, refuse(http.StatusInternalServerError, "could not sign the token"), req.RoomName)
 	}
 	url := h.url(r)
-	h.logger.Info("room ready", zap.String("room", req.RoomName), zap.String("node", node.ID), zap.String("remote", r.RemoteAddr))
+	if c := h.logger.Check(zapcore.DebugLevel, "room ready"); c != nil {
+		c.Write(zap.String("room", req.RoomName), zap.String("node", node.ID), zap.String("remote", r.RemoteAddr))
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	return json.NewEncoder(w).Encode(createResponse{RoomName: req.RoomName, Token: token, URL: url, ServerURL: url})

@@ -87,7 +87,7 @@ type fixture struct {
 	logs   *observer.ObservedLogs
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	node := &fakeNode{}
 	srv := httptest.NewServer(node)
 	t.Cleanup(srv.Close)
@@ -98,7 +98,7 @@ func newFixture(t *testing.T) *fixture {
 		TTL: caddy.Duration(time.Hour), MaxTTL: caddy.Duration(24 * time.Hour), MaxBodyBytes: 64 << 10,
 		EmptyTimeout: caddy.Duration(90 * time.Second), MaxParticipants: 12,
 		apiKey: key, apiSecret: secret, authKey: authKey,
-		placer: placer, client: srv.Client(), logger: zap.New(core),
+		placer: placer, client: srv.Client(), logger: zap.New(core), created: new(createdRooms),
 	}
 	return &fixture{h: h, node: node, placer: placer, logs: logs}
 }
@@ -394,5 +394,23 @@ func TestValidate(t *testing.T) {
 		if err := h.Validate(); err == nil {
 			t.Errorf("%s: validated", name)
 		}
+	}
+}
+
+func TestSecondParticipantCostsNoCreateRoom(t *testing.T) {
+	f := newFixture(t)
+	for _, u := range []string{"Alice", "Bob", "Carol"} {
+		if w := f.do(t, "POST", `{"room_name":"standup","user_name":"`+u+`"}`, nil); w.Code != 200 {
+			t.Fatalf("%s: %d", u, w.Code)
+		}
+	}
+	if len(f.node.calls) != 1 {
+		t.Fatalf("CreateRoom called %d times for one room, want 1", len(f.node.calls))
+	}
+	// a room that moved to another node is created there
+	f.h.created.add("standup", "ND_elsewhere")
+	f.do(t, "POST", `{"room_name":"standup","user_name":"Dave"}`, nil)
+	if len(f.node.calls) != 2 {
+		t.Fatalf("CreateRoom calls %d after the room moved, want 2", len(f.node.calls))
 	}
 }
