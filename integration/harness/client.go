@@ -50,3 +50,20 @@ func TryJoin(url, room, identity string) (*lksdk.Room, error) {
 }
 
 var quietSDK sync.Once
+
+// JoinWithToken connects with a token minted elsewhere (the create-room
+// endpoint) and disconnects when the test ends.
+func JoinWithToken(t testing.TB, url, token string) *lksdk.Room {
+	t.Helper()
+	quietSDK.Do(func() {
+		if os.Getenv("LKLB_CLIENT_LOGS") != "1" {
+			lksdk.SetLogger(logger.GetDiscardLogger())
+		}
+	})
+	r, err := lksdk.ConnectToRoomWithToken(url, token, lksdk.NewRoomCallback(), lksdk.WithAutoSubscribe(false))
+	if err != nil {
+		t.Fatalf("join via %s: %v", url, err)
+	}
+	t.Cleanup(r.Disconnect)
+	return r
+}

@@ -1,0 +1,176 @@
+// Package tokenflow tests the create-room endpoint end to end: our Caddy with
+// livekit_token and livekit_lb, real redis-server, real livekit-server nodes
+// and a server-sdk-go client that joins with what the endpoint returned.
+package tokenflow
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/livekit/protocol/auth"
+	"github.com/livekit/protocol/livekit"
+	lksdk "github.com/livekit/server-sdk-go/v2"
+
+	"github.com/livekit-lb/caddy-livekit/integration/harness"
+)
+
+func TestMain(m *testing.M) { harness.Main(m) }
+
+const frontendKey = "frontend-key-for-tests"
+
+type stack struct {
+	redis *harness.Redis
+	nodes []*harness.Node
+	addr  string
+}
+
+func start(t *testing.T, nodes int) *stack {
+	s := &stack{redis: harness.StartRedis(t)}
+	s.nodes = harness.StartNodes(t, s.redis.Addr(), nodes, harness.NodeOptions{})
+	s.addr = harness.FreeAddr(t)
+	cluster := fmt.Sprintf("redis %s\n\t\tallow_networks 127.0.0.0/8\n\t\tload_measure rooms", s.redis.Addr())
+	harness.StartCaddy(t, fmt.Sprintf(`http://%s {
+	handle /api/create-room {
+		livekit_token {
+		%s
+			api_key %s
+			api_secret %s
+			auth_key %s
+			empty_timeout 2m
+			max_participants 7
+		}
+	}
+	handle {
+		livekit_lb {
+		%s
+		}
+	}
+}
+`, s.addr, cluster, harness.APIKey, harness.APISecret, frontendKey, cluster))
+	return s
+}
+
+type created struct {
+	RoomName  string `json:"room_name"`
+	Token     string `json:"token"`
+	URL       string `json:"url"`
+	ServerURL string `json:"server_url"`
+	Error     string `json:"error"`
+}
+
+func (s *stack) createRoom(t *testing.T, key, body string) (int, created) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", "http://"+s.addr+"/api/create-room", bytes.NewBufferString(body))
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var c created
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatalf("status %d, body %q is not JSON", resp.StatusCode, raw)
+	}
+	return resp.StatusCode, c
+}
+
+func (s *stack) roomNode(room string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return harness.RoomNode(ctx, s.redis.Client(), room)
+}
+
+// Create-room through Caddy, then join with the returned url and token: the
+// room exists before the join, on the node room_node_map names, and the
+// client's signal WebSocket lands on that node.
+func TestCreateRoomThenJoin(t *testing.T) {
+	s := start(t, 2)
+	rooms := []string{"alpha", "beta", "gamma", "delta"}
+	hosts := map[string]int{}
+	for _, room := range rooms {
+		status, c := s.createRoom(t, frontendKey, fmt.Sprintf(`{"room_name":%q,"user_name":"Alice"}`, room))
+		if status != 200 {
+			t.Fatalf("create %s: %d %s", room, status, c.Error)
+		}
+		if c.RoomName != room || c.URL != "ws://"+s.addr || c.ServerURL != c.URL {
+			t.Fatalf("response %+v, want the proxy's URL ws://%s", c, s.addr)
+		}
+		node := s.roomNode(room)
+		if node == "" {
+			t.Fatalf("room %s not placed in room_node_map", room)
+		}
+		hosts[node]++
+
+		// the room exists, with our settings, before anyone joins
+		rs := lksdk.NewRoomServiceClient("http://"+s.addr, harness.APIKey, harness.APISecret)
+		list, err := rs.ListRooms(context.Background(), &livekit.ListRoomsRequest{Names: []string{room}})
+		if err != nil || len(list.Rooms) != 1 {
+			t.Fatalf("ListRooms %s: %v %v", room, list, err)
+		}
+		if r := list.Rooms[0]; r.MaxParticipants != 7 || r.EmptyTimeout != 120 {
+			t.Fatalf("room %s created with max_participants %d empty_timeout %d, want 7 and 120", room, r.MaxParticipants, r.EmptyTimeout)
+		}
+
+		harness.JoinWithToken(t, c.URL, c.Token)
+		v, _ := auth.ParseAPIToken(c.Token)
+		got, ok := harness.SignalNodeOf(s.nodes, v.Identity())
+		if !ok || got != node {
+			t.Fatalf("%s of room %s connected on %q, room_node_map says %q", v.Identity(), room, got, node)
+		}
+		if s.roomNode(room) != node {
+			t.Fatalf("room %s moved after the join", room)
+		}
+	}
+	if len(hosts) != 2 {
+		t.Fatalf("4 new rooms all placed on one node: %v", hosts)
+	}
+	t.Logf("rooms per node: %v", hosts)
+}
+
+func TestCreateRoomRefusals(t *testing.T) {
+	s := start(t, 1)
+	if status, c := s.createRoom(t, "", `{"room_name":"r","user_name":"u"}`); status != 401 || c.Error == "" {
+		t.Fatalf("no key: %d %+v", status, c)
+	}
+	if status, c := s.createRoom(t, "wrong", `{"room_name":"r","user_name":"u"}`); status != 401 || c.Error == "" {
+		t.Fatalf("wrong key: %d %+v", status, c)
+	}
+	if status, c := s.createRoom(t, frontendKey, `{"room_name":"r"`); status != 400 || c.Error == "" {
+		t.Fatalf("malformed: %d %+v", status, c)
+	}
+	if status, c := s.createRoom(t, frontendKey, `{"room_name":"bad\u0000name","user_name":"u"}`); status != 400 || c.Error == "" {
+		t.Fatalf("bad name: %d %+v", status, c)
+	}
+	if s.roomNode("r") != "" || s.roomNode("bad\x00name") != "" {
+		t.Fatal("a refused request placed a room")
+	}
+}
+
+// With every node gone, create-room answers a JSON error and leaves no
+// placement behind.
+func TestCreateRoomNodesGone(t *testing.T) {
+	s := start(t, 2)
+	for _, n := range s.nodes {
+		n.Kill()
+	}
+	status, c := s.createRoom(t, frontendKey, `{"room_name":"orphan","user_name":"u"}`)
+	if status != 502 && status != 503 {
+		t.Fatalf("status %d %+v, want 502 or 503", status, c)
+	}
+	if c.Error == "" || c.Token != "" {
+		t.Fatalf("response %+v", c)
+	}
+	if n := s.roomNode("orphan"); n != "" {
+		t.Fatalf("room_node_map[orphan] = %s after a failed create-room", n)
+	}
+}
