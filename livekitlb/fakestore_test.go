@@ -87,6 +87,19 @@ func (f *fakeStore) UnplaceRoom(_ context.Context, room, id string) error {
 	return nil
 }
 
+func (f *fakeStore) ScanRooms(_ context.Context, cursor uint64, count int64) (map[string]string, uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, 0, f.err
+	}
+	out := map[string]string{}
+	for k, v := range f.rooms {
+		out[k] = v
+	}
+	return out, 0, nil
+}
+
 func (f *fakeStore) Ping(context.Context) error { return f.err }
 func (f *fakeStore) Close() error               { return nil }
 

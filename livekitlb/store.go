@@ -31,6 +31,9 @@ type store interface {
 	ReplaceRoom(ctx context.Context, room, oldID, newID string) (string, error)
 	// UnplaceRoom removes room's placement only if it still names nodeID.
 	UnplaceRoom(ctx context.Context, room, nodeID string) error
+	// ScanRooms pages through room_node_map (HSCAN): at most count entries
+	// from cursor, and the cursor of the next page (0 at the end).
+	ScanRooms(ctx context.Context, cursor uint64, count int64) (map[string]string, uint64, error)
 	// Ping checks that Redis answers.
 	Ping(ctx context.Context) error
 	Close() error
@@ -110,6 +113,18 @@ return 0
 
 func (s redisStore) UnplaceRoom(ctx context.Context, room, nodeID string) error {
 	return unplaceScript.Run(ctx, s.rc, []string{roomNodeMapKey}, room, nodeID).Err()
+}
+
+func (s redisStore) ScanRooms(ctx context.Context, cursor uint64, count int64) (map[string]string, uint64, error) {
+	kv, next, err := s.rc.HScan(ctx, roomNodeMapKey, cursor, "", count).Result()
+	if err != nil {
+		return nil, 0, err
+	}
+	rooms := make(map[string]string, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		rooms[kv[i]] = kv[i+1]
+	}
+	return rooms, next, nil
 }
 
 func (s redisStore) Ping(ctx context.Context) error { return s.rc.Ping(ctx).Err() }
