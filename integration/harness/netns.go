@@ -94,13 +94,12 @@ func runIsolated() int {
 }
 
 // addLoopbackAddr puts ip on the loopback interface of the private namespace,
-// so that a node's WebRTC stack finds it and binds its ICE ports to it.
+// so that a node's WebRTC stack finds it and binds its ICE ports to it. Every
+// test of a package starts its nodes on the same IPs, so the address may be
+// there already: `replace` is idempotent (`add` fails with "File exists" or,
+// with iproute2 6.x, "Address already assigned").
 func addLoopbackAddr(ip string) error {
-	err := ipCommand("addr", "add", ip+"/32", "dev", "lo")
-	if err != nil && strings.Contains(err.Error(), "File exists") {
-		return nil
-	}
-	return err
+	return ipCommand("addr", "replace", ip+"/32", "dev", "lo")
 }
 
 // ipCommand runs iproute2's ip.
