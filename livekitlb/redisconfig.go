@@ -94,8 +94,10 @@ func (c RedisConfig) client(timeout time.Duration) redis.UniversalClient {
 		ReadTimeout:      timeout,
 		WriteTimeout:     timeout,
 		PoolTimeout:      timeout,
-		// a failed command is retried by our own next refresh, not by go-redis
+		// a failed command is retried by our own next refresh, not by go-redis;
+		// a refused dial fails at once instead of after five tries
 		MaxRetries:      1,
+		DialerRetries:   1,
 		MinRetryBackoff: 10 * time.Millisecond,
 		MaxRetryBackoff: 50 * time.Millisecond,
 	}
