@@ -25,17 +25,17 @@ func newPlacementCache(ttl time.Duration) *placementCache {
 	return &placementCache{ttl: ttl, cur: map[string]cachedPlacement{}, old: map[string]cachedPlacement{}}
 }
 
-func (c *placementCache) get(room string, now time.Time) (string, bool) {
+// get returns the cached node id of room and whether the entry is still
+// fresh. An expired entry is still returned: while Redis is unreachable it
+// is the best knowledge there is (no put rotates the generations then).
+func (c *placementCache) get(room string, now time.Time) (id string, fresh, ok bool) {
 	c.mu.RLock()
 	p, ok := c.cur[room]
 	if !ok {
 		p, ok = c.old[room]
 	}
 	c.mu.RUnlock()
-	if !ok || now.UnixNano() >= p.expires {
-		return "", false
-	}
-	return p.nodeID, true
+	return p.nodeID, ok && now.UnixNano() < p.expires, ok
 }
 
 func (c *placementCache) put(room, nodeID string, now time.Time) {

@@ -20,10 +20,11 @@ func init() {
 
 // Defaults of the reverse_proxy that livekit_lb expands into, tuned for
 // signalling: nodes sit on a LAN, so a dial that takes longer than 2s is a
-// dead node; a retry goes to another node before the WebSocket upgrade; a
+// dead node, and one that answers nothing in 10s is stuck; a retry goes to another node before the WebSocket upgrade; a
 // config reload leaves live WebSockets open for 10 minutes.
 const (
 	defaultDialTimeout      = 2 * time.Second
+	defaultResponseTimeout  = 10 * time.Second // a node that accepts but never answers (paused)
 	defaultRetries          = 2
 	defaultTryInterval      = 100 * time.Millisecond
 	defaultStreamCloseDelay = 10 * time.Minute
@@ -162,19 +163,25 @@ func (c *Cluster) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 			return true, d.ArgErr()
 		}
 		c.AllowNetworks = append(c.AllowNetworks, args...)
-	case "refresh_interval", "stale_after", "placement_cache", "redis_timeout", "fail_duration":
+	case "refresh_interval", "stale_after", "placement_cache", "redis_timeout", "fail_duration", "probe_interval", "probe_timeout":
 		name := d.Val()
 		if !d.NextArg() {
 			return true, d.ArgErr()
 		}
-		v, err := caddy.ParseDuration(d.Val())
-		if err != nil {
-			return true, d.Errf("%s: %v", name, err)
+		var v time.Duration
+		if name == "probe_interval" && d.Val() == "off" {
+			v = -1
+		} else {
+			var err error
+			if v, err = caddy.ParseDuration(d.Val()); err != nil || v <= 0 {
+				return true, d.Errf("%s: want a positive duration, got %q", name, d.Val())
+			}
 		}
 		*map[string]*caddy.Duration{
 			"refresh_interval": &c.RefreshInterval, "stale_after": &c.StaleAfter,
 			"placement_cache": &c.PlacementCache, "redis_timeout": &c.RedisTimeout,
-			"fail_duration": &c.FailDuration,
+			"fail_duration": &c.FailDuration, "probe_interval": &c.ProbeInterval,
+			"probe_timeout": &c.ProbeTimeout,
 		}[name] = caddy.Duration(v)
 	case "load_measure":
 		if !d.NextArg() {
@@ -272,7 +279,8 @@ func proxyFor(h httpcaddyfile.Helper, tokens []caddyfile.Token) (*reverseproxy.H
 	}
 	if rp.TransportRaw == nil {
 		rp.TransportRaw = caddyconfig.JSONModuleObject(&reverseproxy.HTTPTransport{
-			DialTimeout: caddy.Duration(defaultDialTimeout),
+			DialTimeout:           caddy.Duration(defaultDialTimeout),
+			ResponseHeaderTimeout: caddy.Duration(defaultResponseTimeout),
 		}, "protocol", "http", nil)
 	}
 	if rp.StreamCloseDelay == 0 {

@@ -34,6 +34,12 @@ type Cluster struct {
 	RedisTimeout caddy.Duration `json:"redis_timeout,omitempty"`
 	// How long a node the proxy failed to reach stays out of rotation. Default 5s.
 	FailDuration caddy.Duration `json:"fail_duration,omitempty"`
+	// How often each node's HTTP port is probed; a negative value turns the
+	// probes off (then a node the proxy failed to reach stays out for
+	// fail_duration). Default 250ms.
+	ProbeInterval caddy.Duration `json:"probe_interval,omitempty"`
+	// How long a probe may take before it counts as failed. Default 400ms.
+	ProbeTimeout caddy.Duration `json:"probe_timeout,omitempty"`
 	// Load measure for placing new rooms: sysload (default), cpuload, rooms, clients.
 	LoadMeasure string `json:"load_measure,omitempty"`
 }
@@ -67,6 +73,8 @@ func (c Cluster) resolved() (Cluster, error) {
 	def(&c.PlacementCache, 5*time.Second)
 	def(&c.RedisTimeout, time.Second)
 	def(&c.FailDuration, 5*time.Second)
+	def(&c.ProbeInterval, 250*time.Millisecond)
+	def(&c.ProbeTimeout, 400*time.Millisecond)
 
 	if err := c.Redis.validate(); err != nil {
 		return c, err
@@ -79,7 +87,7 @@ func (c Cluster) resolved() (Cluster, error) {
 	}
 	for name, d := range map[string]caddy.Duration{
 		"refresh_interval": c.RefreshInterval, "stale_after": c.StaleAfter, "placement_cache": c.PlacementCache,
-		"redis_timeout": c.RedisTimeout, "fail_duration": c.FailDuration,
+		"redis_timeout": c.RedisTimeout, "fail_duration": c.FailDuration, "probe_timeout": c.ProbeTimeout,
 	} {
 		if d < 0 {
 			return c, fmt.Errorf("%s must not be negative", name)
@@ -116,12 +124,14 @@ func (c Cluster) provision(ctx caddy.Context) (*Registry, string, error) {
 	key := rc.key()
 	val, _, err := registries.LoadOrNew(key, func() (caddy.Destructor, error) {
 		s := settings{
-			refresh:      time.Duration(rc.RefreshInterval),
-			staleAfter:   time.Duration(rc.StaleAfter),
-			cacheTTL:     time.Duration(rc.PlacementCache),
-			redisTimeout: time.Duration(rc.RedisTimeout),
-			failDuration: time.Duration(rc.FailDuration),
-			measure:      rc.LoadMeasure,
+			refresh:       time.Duration(rc.RefreshInterval),
+			staleAfter:    time.Duration(rc.StaleAfter),
+			cacheTTL:      time.Duration(rc.PlacementCache),
+			redisTimeout:  time.Duration(rc.RedisTimeout),
+			failDuration:  time.Duration(rc.FailDuration),
+			measure:       rc.LoadMeasure,
+			probeInterval: time.Duration(rc.ProbeInterval),
+			probeTimeout:  time.Duration(rc.ProbeTimeout),
 		}
 		st := redisStore{rc: rc.Redis.client(s.redisTimeout)}
 		return newRegistry(s, st, book, ctx.Logger().Named("registry")), nil

@@ -43,7 +43,7 @@ func (r *Registry) Status() []NodeStatus {
 		s := NodeStatus{
 			ID: n.ID, IP: n.IP, Dial: n.Dial, Region: n.Region, State: n.State.String(),
 			Sysload: n.Sysload, CPULoad: n.CPULoad, Rooms: n.Rooms, Clients: n.Clients,
-			Routable: n.routable(now, r.settings.staleAfter), Unreachable: n.down(now),
+			Routable: n.routable(now), Unreachable: n.down(now),
 		}
 		if n.HasStats {
 			s.StatsAge = now.Sub(n.UpdatedAt).Seconds()

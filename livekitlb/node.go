@@ -21,10 +21,14 @@ type Node struct {
 
 	HasStats  bool
 	UpdatedAt time.Time
-	Sysload   float64 // load_avg_last1min / num_cpus, as LiveKit's selector
-	CPULoad   float64
-	Rooms     int
-	Clients   int
+	// Fresh is LiveKit's availability rule (stats younger than stale_after),
+	// judged when the snapshot was read: while Redis is unreachable no node
+	// can write stats, so the last verdict stands and the probes decide.
+	Fresh   bool
+	Sysload float64 // load_avg_last1min / num_cpus, as LiveKit's selector
+	CPULoad float64
+	Rooms   int
+	Clients int
 
 	health *nodeHealth
 }
@@ -33,16 +37,22 @@ type Node struct {
 // snapshots so that a failure is not forgotten at the next refresh.
 type nodeHealth struct {
 	downUntil atomic.Int64 // unix nanos; the proxy failed to reach the node
+	// failed: out of rotation until the probes see it answer again.
+	failed atomic.Bool
+
+	// consecutive probe failures and successes
+	fails, oks atomic.Int32
 
 	mu     sync.Mutex
 	placed []int64 // unix nanos of placements not yet visible in stats
 }
 
-func newNode(n *livekit.Node, dial string, h *nodeHealth) *Node {
-	v := &Node{ID: n.Id, IP: n.Ip, Region: n.Region, State: n.State, Dial: dial, health: h}
+func newNode(n *livekit.Node, dial string, h *nodeHealth, readAt time.Time, staleAfter time.Duration) *Node {
+	v := &Node{ID: n.Id, IP: n.Ip, Region: n.Region, State: n.State, Dial: dial, health: h, Fresh: true}
 	if s := n.Stats; s != nil {
 		v.HasStats = true
 		v.UpdatedAt = time.Unix(s.UpdatedAt, 0)
+		v.Fresh = readAt.Sub(v.UpdatedAt) < staleAfter
 		cpus := s.NumCpus
 		if cpus == 0 {
 			cpus = 1
@@ -55,31 +65,27 @@ func newNode(n *livekit.Node, dial string, h *nodeHealth) *Node {
 	return v
 }
 
-// fresh is LiveKit's availability rule: stats younger than staleAfter (or
-// no stats yet, as selector.IsAvailable).
-func (n *Node) fresh(now time.Time, staleAfter time.Duration) bool {
-	return !n.HasStats || now.Sub(n.UpdatedAt) < staleAfter
-}
-
-// down reports whether the proxy recently failed to reach the node.
+// down reports whether the proxy failed to reach the node: a probe or a
+// dial failed and the probes have not seen it recover, or (without probes)
+// fail_duration has not passed.
 func (n *Node) down(now time.Time) bool {
-	return now.UnixNano() < n.health.downUntil.Load()
+	return n.health.failed.Load() || now.UnixNano() < n.health.downUntil.Load()
 }
 
-// alive is LiveKit's view: the node can host its rooms (serving or draining).
-func (n *Node) alive(now time.Time, staleAfter time.Duration) bool {
-	return (n.State == livekit.NodeState_SERVING || n.State == livekit.NodeState_SHUTTING_DOWN) &&
-		n.fresh(now, staleAfter)
+// alive is LiveKit's view: the node can host its rooms (serving or draining,
+// stats fresh; no stats yet counts as fresh, as selector.IsAvailable).
+func (n *Node) alive() bool {
+	return (n.State == livekit.NodeState_SERVING || n.State == livekit.NodeState_SHUTTING_DOWN) && n.Fresh
 }
 
 // routable: the proxy may send a room's connections to this node.
-func (n *Node) routable(now time.Time, staleAfter time.Duration) bool {
-	return n.Dial != "" && n.alive(now, staleAfter) && !n.down(now)
+func (n *Node) routable(now time.Time) bool {
+	return n.Dial != "" && n.alive() && !n.down(now)
 }
 
 // placeable: the node may receive a new room (draining nodes may not).
-func (n *Node) placeable(now time.Time, staleAfter time.Duration) bool {
-	return n.State == livekit.NodeState_SERVING && n.routable(now, staleAfter)
+func (n *Node) placeable(now time.Time) bool {
+	return n.State == livekit.NodeState_SERVING && n.routable(now)
 }
 
 func (h *nodeHealth) markPlaced(now time.Time) {

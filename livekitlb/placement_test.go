@@ -9,7 +9,7 @@ import (
 )
 
 func node(id string, sysload, cpu float64, rooms, clients int) *Node {
-	return &Node{ID: id, State: serving, Dial: id + ":7880", Sysload: sysload, CPULoad: cpu,
+	return &Node{ID: id, State: serving, Dial: id + ":7880", Fresh: true, Sysload: sysload, CPULoad: cpu,
 		Rooms: rooms, Clients: clients, health: &nodeHealth{}}
 }
 
@@ -68,12 +68,12 @@ func TestClearlyLessLoadedNodeWins(t *testing.T) {
 
 func TestStaleStatsMakeNodeUnavailable(t *testing.T) {
 	ln := &livekit.Node{Id: "x", Ip: "10.0.0.1", State: serving, Stats: &livekit.NodeStats{UpdatedAt: time.Now().Add(-6 * time.Second).Unix()}}
-	n := newNode(ln, "10.0.0.1:7880", &nodeHealth{})
-	if n.routable(time.Now(), 5*time.Second) {
+	n := newNode(ln, "10.0.0.1:7880", &nodeHealth{}, time.Now(), 5*time.Second)
+	if n.routable(time.Now()) {
 		t.Fatal("node with 6s old stats is routable, LiveKit's rule is 5s")
 	}
 	ln.Stats.UpdatedAt = time.Now().Unix()
-	if n := newNode(ln, "10.0.0.1:7880", &nodeHealth{}); !n.routable(time.Now(), 5*time.Second) {
+	if n := newNode(ln, "10.0.0.1:7880", &nodeHealth{}, time.Now(), 5*time.Second); !n.routable(time.Now()) {
 		t.Fatal("fresh node not routable")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/livekit/protocol/livekit"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 )
@@ -20,6 +21,7 @@ type Registry struct {
 	settings settings
 	store    store
 	book     *addressBook
+	prober   *prober // nil: active probes off
 	log      *zap.Logger
 
 	snap    atomic.Pointer[snapshot]
@@ -29,11 +31,14 @@ type Registry struct {
 	healthMu sync.Mutex
 	health   map[string]*nodeHealth
 
-	redisOK  atomic.Bool
-	loaded   chan struct{} // closed after the first refresh attempt
-	loadOnce sync.Once
-	stop     context.CancelFunc
-	done     chan struct{}
+	redisOK atomic.Bool
+	// the last Redis outage (refresh goroutine only): no node can write
+	// stats during one, so its length does not count towards their age
+	outageStart, outageEnd time.Time
+	loaded                 chan struct{} // closed after the first refresh attempt
+	loadOnce               sync.Once
+	stop                   context.CancelFunc
+	done                   chan struct{}
 }
 
 // settings are the resolved timing and placement options of a Cluster.
@@ -44,6 +49,9 @@ type settings struct {
 	redisTimeout time.Duration
 	failDuration time.Duration
 	measure      string
+	// probeInterval <= 0 turns the active probes off.
+	probeInterval time.Duration
+	probeTimeout  time.Duration
 }
 
 // snapshot is an immutable view of the `nodes` hash.
@@ -69,6 +77,9 @@ func newRegistry(s settings, st store, book *addressBook, log *zap.Logger) *Regi
 	}
 	r.snap.Store(emptySnapshot)
 	r.redisOK.Store(true)
+	if s.probeInterval > 0 {
+		r.prober = newProber(s.probeInterval, s.probeTimeout)
+	}
 	go r.run(ctx)
 	return r
 }
@@ -92,6 +103,14 @@ func (r *Registry) WaitLoaded(ctx context.Context) {
 
 func (r *Registry) run(ctx context.Context) {
 	defer close(r.done)
+	if r.prober != nil {
+		probing := make(chan struct{})
+		go func() {
+			defer close(probing)
+			r.probeLoop(ctx)
+		}()
+		defer func() { <-probing }()
+	}
 	t := time.NewTicker(r.settings.refresh)
 	defer t.Stop()
 	for {
@@ -110,6 +129,7 @@ func (r *Registry) refresh(ctx context.Context) {
 	defer r.loadOnce.Do(func() { close(r.loaded) })
 	rctx, cancel := context.WithTimeout(ctx, r.settings.redisTimeout)
 	defer cancel()
+	readAt := time.Now()
 	raw, err := r.store.Nodes(rctx)
 	if err != nil {
 		if ctx.Err() == nil { // not shutting down
@@ -129,7 +149,7 @@ func (r *Registry) refresh(ctx context.Context) {
 			r.health[ln.Id] = h
 		}
 		dial, derr := r.book.dial(ln.Ip)
-		n := newNode(ln, dial, h)
+		n := newNode(ln, dial, h, r.statsClock(ln, readAt), r.settings.staleAfter)
 		if prev := old.byID[n.ID]; prev == nil || prev.State != n.State || prev.Dial != n.Dial {
 			fields := []zap.Field{zap.String("node", n.ID), zap.String("ip", n.IP), zap.String("dial", n.Dial), zap.String("state", n.State.String())}
 			if derr != nil {
@@ -151,10 +171,32 @@ func (r *Registry) refresh(ctx context.Context) {
 	r.snap.Store(next)
 }
 
+// statsClock is the time at which a node's stats age is judged: readAt,
+// less the part of the last Redis outage that came after the node's update.
+func (r *Registry) statsClock(n *livekit.Node, readAt time.Time) time.Time {
+	if r.outageEnd.IsZero() || n.Stats == nil {
+		return readAt
+	}
+	updated := time.Unix(n.Stats.UpdatedAt, 0)
+	if !r.outageEnd.After(updated) {
+		return readAt
+	}
+	from := r.outageStart
+	if updated.After(from) {
+		from = updated
+	}
+	return readAt.Add(-r.outageEnd.Sub(from))
+}
+
 // redisState logs a change of Redis reachability once, not per request.
 func (r *Registry) redisState(ok bool, err error) {
 	if r.redisOK.Swap(ok) == ok {
 		return
+	}
+	if ok {
+		r.outageEnd = time.Now()
+	} else {
+		r.outageStart, r.outageEnd = time.Now(), time.Time{}
 	}
 	if ok {
 		r.log.Info("redis reachable again")
@@ -166,11 +208,17 @@ func (r *Registry) redisState(ok bool, err error) {
 // Nodes returns the current snapshot's nodes (read-only).
 func (r *Registry) Nodes() []*Node { return r.snap.Load().nodes }
 
-// markDown takes a node out of rotation for failDuration after the proxy
-// failed to reach it.
+// markDown takes a node out of rotation after the proxy failed to reach it:
+// until the probes see it answer again, or for failDuration without probes.
 func (r *Registry) markDown(n *Node, now time.Time) {
 	until := now.Add(r.settings.failDuration).UnixNano()
-	if n.health.downUntil.Swap(until) < now.UnixNano() {
+	wasDown := n.down(now)
+	n.health.downUntil.Store(until)
+	if r.prober != nil {
+		n.health.oks.Store(0)
+		n.health.failed.Store(true)
+	}
+	if !wasDown {
 		r.log.Warn("livekit node unreachable; out of rotation",
 			zap.String("node", n.ID), zap.String("dial", n.Dial), zap.Duration("for", r.settings.failDuration))
 	}

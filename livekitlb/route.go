@@ -45,10 +45,15 @@ func (r *Registry) Route(ctx context.Context, room string) (*Node, Outcome, erro
 		}
 		return nil, OutcomeNoRoom, ErrNoNode
 	}
-	if id, ok := r.cache.get(room, now); ok {
-		if n := snap.byID[id]; n != nil && n.routable(now, r.settings.staleAfter) {
+	id, fresh, cached := r.cache.get(room, now)
+	if cached {
+		if n := snap.byID[id]; n != nil && n.routable(now) && (fresh || !r.redisOK.Load()) {
 			return n, OutcomeCached, nil
 		}
+	}
+	if !r.redisOK.Load() {
+		// fail fast: the refresh loop retries Redis every refresh_interval
+		return nil, "", ErrRedis
 	}
 	ch := r.lookups.DoChan(room, func() (any, error) {
 		// not the caller's context: a caller that gives up must not fail the others
@@ -78,6 +83,13 @@ type decision struct {
 func (r *Registry) resolve(ctx context.Context, room string) (decision, error) {
 	cur, err := r.store.RoomNode(ctx, room)
 	if err != nil {
+		// Redis failed before the refresh loop noticed: an expired
+		// placement still beats no answer
+		if id, _, ok := r.cache.get(room, time.Now()); ok {
+			if n := r.snap.Load().byID[id]; n != nil && n.routable(time.Now()) {
+				return decision{n, OutcomeCached}, nil
+			}
+		}
 		return decision{}, fmt.Errorf("%w: %v", ErrRedis, err)
 	}
 	outcome := OutcomeFound
@@ -86,11 +98,11 @@ func (r *Registry) resolve(ctx context.Context, room string) (decision, error) {
 		snap := r.snap.Load()
 		if cur != "" {
 			if n := snap.byID[cur]; n != nil {
-				if n.routable(now, r.settings.staleAfter) {
+				if n.routable(now) {
 					r.cache.put(room, n.ID, now)
 					return decision{n, outcome}, nil
 				}
-				if n.Dial == "" && n.alive(now, r.settings.staleAfter) {
+				if n.Dial == "" && n.alive() {
 					// alive but outside the allow-list: moving the room would
 					// split it, so let any node relay to it
 					if a := r.anyNode(snap, now); a != nil {
@@ -101,7 +113,7 @@ func (r *Registry) resolve(ctx context.Context, room string) (decision, error) {
 			}
 		}
 		target := leastLoaded(snap.nodes, r.settings.measure, now, r.settings.staleAfter, func(n *Node) bool {
-			return n.placeable(now, r.settings.staleAfter)
+			return n.placeable(now)
 		})
 		if target == nil {
 			return decision{}, ErrNoNode
@@ -134,11 +146,10 @@ func (r *Registry) resolve(ctx context.Context, room string) (decision, error) {
 // anyNode chooses a node for a request that names no room: the least loaded
 // serving node, or a draining one when nothing else is left.
 func (r *Registry) anyNode(snap *snapshot, now time.Time) *Node {
-	stale := r.settings.staleAfter
-	if n := leastLoadedNow(snap.nodes, r.settings.measure, now, func(n *Node) bool { return n.placeable(now, stale) }); n != nil {
+	if n := leastLoadedNow(snap.nodes, r.settings.measure, now, func(n *Node) bool { return n.placeable(now) }); n != nil {
 		return n
 	}
-	return leastLoadedNow(snap.nodes, r.settings.measure, now, func(n *Node) bool { return n.routable(now, stale) })
+	return leastLoadedNow(snap.nodes, r.settings.measure, now, func(n *Node) bool { return n.routable(now) })
 }
 
 // leastLoadedNow is leastLoaded without the pending placements, for requests

@@ -277,3 +277,64 @@ func TestTwoProxiesNeverSplitARoom(t *testing.T) {
 		}
 	}
 }
+
+// While Redis is unreachable no node can write stats; when it returns the
+// nodes must not look stale for the outage's length.
+func TestRedisOutageDoesNotAgeNodes(t *testing.T) {
+	f, r := twoNodes(t)
+	f.rooms["known"] = "ND_a"
+	mustRoute(t, r, "known")
+	f.setErr(errDown)
+	r.refresh(context.Background())
+	r.outageStart = time.Now().Add(-time.Minute) // a minute-long outage
+	for _, n := range f.nodes {
+		n.Stats.UpdatedAt = time.Now().Add(-61 * time.Second).Unix() // last written as it began
+	}
+	// during the outage: known rooms route from the cache, however old
+	r.cache = newPlacementCache(time.Nanosecond)
+	r.cache.put("known", "ND_a", time.Now())
+	if n, o := mustRoute(t, r, "known"); n.ID != "ND_a" || o != OutcomeCached {
+		t.Fatalf("known room during outage: %s %s", n.ID, o)
+	}
+	f.setErr(nil)
+	r.refresh(context.Background())
+	if n, o := mustRoute(t, r, "fresh-room"); o != OutcomePlaced {
+		t.Fatalf("after Redis returned: %v %s, nodes looked stale", n, o)
+	}
+}
+
+func TestProbesTakeNodeOutAndBack(t *testing.T) {
+	f, r := twoNodes(t)
+	f.rooms["r"] = "ND_a"
+	r.prober = newProber(time.Hour, time.Second)
+	a := r.snap.Load().byID["ND_a"]
+	r.probed(a, errDown)
+	if !a.routable(time.Now()) {
+		t.Fatal("one failed probe took the node out")
+	}
+	r.probed(a, errDown)
+	if a.routable(time.Now()) {
+		t.Fatal("two failed probes left the node in")
+	}
+	if n, o := mustRoute(t, r, "r"); n.ID != "ND_b" || o != OutcomeReplaced {
+		t.Fatalf("room of a dead node: %s %s", n.ID, o)
+	}
+	r.probed(a, nil)
+	if a.routable(time.Now()) {
+		t.Fatal("one answer brought the node back")
+	}
+	r.probed(a, nil)
+	if !a.routable(time.Now()) {
+		t.Fatal("two answers did not bring the node back")
+	}
+	// a passive failure takes it out until the probes see it again
+	r.ReportFailure(a, "")
+	if a.routable(time.Now()) {
+		t.Fatal("passive failure ignored")
+	}
+	r.probed(a, nil)
+	r.probed(a, nil)
+	if !a.routable(time.Now()) {
+		t.Fatal("probes did not bring it back after a passive failure")
+	}
+}
