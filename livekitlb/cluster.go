@@ -133,7 +133,7 @@ func (c Cluster) provision(ctx caddy.Context) (*Registry, string, error) {
 			probeInterval: time.Duration(rc.ProbeInterval),
 			probeTimeout:  time.Duration(rc.ProbeTimeout),
 		}
-		st := redisStore{rc: rc.Redis.client(s.redisTimeout)}
+		st := timedStore{redisStore{rc: rc.Redis.client(s.redisTimeout)}}
 		return newRegistry(s, st, book, ctx.Logger().Named("registry")), nil
 	})
 	if err != nil {

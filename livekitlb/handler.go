@@ -50,6 +50,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	repl := caddy.NewReplacer()
 	h.apiKey = repl.ReplaceAll(h.APIKey, "")
 	h.apiSecret = repl.ReplaceAll(h.APISecret, "")
+	if err := RegisterMetrics(ctx); err != nil {
+		return err
+	}
 	var err error
 	h.registry, h.poolKey, err = h.Cluster.provision(ctx)
 	return err
@@ -69,6 +72,7 @@ func (h *Handler) Cleanup() error { return release(h.poolKey) }
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	room, err := h.room(r)
 	if err != nil {
+		countRoute(outcomeBadToken)
 		h.logger.Info("refused access token", zap.String("remote", r.RemoteAddr), zap.String("path", r.URL.Path), zap.Error(err))
 		return WriteJSONError(w, http.StatusUnauthorized, err.Error())
 	}
@@ -77,16 +81,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	node, outcome, err := h.registry.Route(ctx, room)
 	cancel()
 	if err != nil {
-		msg := ErrNoNode.Error()
+		msg, o := ErrNoNode.Error(), outcomeNoNode
 		if errors.Is(err, ErrRedis) || errors.Is(err, context.DeadlineExceeded) {
-			msg = "cannot route: " + ErrRedis.Error()
+			msg, o = "cannot route: "+ErrRedis.Error(), outcomeRedisError
 		}
+		countRoute(o)
 		if c := h.logger.Check(zapcore.DebugLevel, "no route"); c != nil {
 			c.Write(zap.String("room", room), zap.Error(err))
 		}
 		w.Header().Set("Retry-After", "1")
 		return WriteJSONError(w, http.StatusServiceUnavailable, msg)
 	}
+	countRoute(outcome)
 	if c := h.logger.Check(zapcore.DebugLevel, "route"); c != nil {
 		c.Write(zap.String("room", room), zap.String("node", node.ID), zap.String("dial", node.Dial), zap.String("outcome", string(outcome)))
 	}

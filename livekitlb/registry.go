@@ -63,6 +63,7 @@ type snapshot struct {
 var emptySnapshot = &snapshot{byID: map[string]*Node{}}
 
 func newRegistry(s settings, st store, book *addressBook, log *zap.Logger) *Registry {
+	initMetrics()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Registry{
 		settings: s,
@@ -89,6 +90,11 @@ func newRegistry(s settings, st store, book *addressBook, log *zap.Logger) *Regi
 func (r *Registry) Destruct() error {
 	r.stop()
 	<-r.done
+	var ids []string
+	for _, n := range r.snap.Load().nodes {
+		ids = append(ids, n.ID)
+	}
+	nodeGauges(time.Now(), nil, ids)
 	return r.store.Close()
 }
 
@@ -160,13 +166,16 @@ func (r *Registry) refresh(ctx context.Context) {
 		next.byID[n.ID] = n
 		next.nodes = append(next.nodes, n)
 	}
+	var gone []string
 	for id := range r.health {
 		if _, ok := next.byID[id]; !ok {
 			delete(r.health, id)
+			gone = append(gone, id)
 			r.log.Info("livekit node removed", zap.String("node", id))
 		}
 	}
 	r.healthMu.Unlock()
+	nodeGauges(readAt, next.nodes, gone)
 	slices.SortFunc(next.nodes, func(a, b *Node) int { return strings.Compare(a.ID, b.ID) })
 	r.snap.Store(next)
 }
@@ -219,6 +228,7 @@ func (r *Registry) markDown(n *Node, now time.Time) {
 		n.health.failed.Store(true)
 	}
 	if !wasDown {
+		metrics.transitions.WithLabelValues("down").Inc()
 		r.log.Warn("livekit node unreachable; out of rotation",
 			zap.String("node", n.ID), zap.String("dial", n.Dial), zap.Duration("for", r.settings.failDuration))
 	}

@@ -20,6 +20,11 @@ const (
 	OutcomeReplaced Outcome = "replaced" // its node was gone; moved by compare-and-set
 	OutcomeRelayed  Outcome = "relayed"  // its node is alive but not dialable; LiveKit relays
 	OutcomeNoRoom   Outcome = "no_room"  // request names no room: any routable node
+
+	// refusals, counted but never returned by Route
+	outcomeNoNode     Outcome = "no_node"
+	outcomeRedisError Outcome = "redis_error"
+	outcomeBadToken   Outcome = "bad_token"
 )
 
 var (
@@ -138,6 +143,7 @@ func (r *Registry) resolve(ctx context.Context, room string) (decision, error) {
 			}
 			return decision{target, outcome}, nil
 		}
+		metrics.conflicts.Inc()
 		cur, outcome = winner, OutcomeFollowed
 	}
 	return decision{}, fmt.Errorf("%w: placement of room kept changing", ErrNoNode)

@@ -74,8 +74,10 @@ func (Upstreams) ResetCache(r *http.Request) error {
 	rt.node = node
 	if err != nil {
 		rt.node = nil
+		countRoute(outcomeNoNode)
 		return nil // nothing left: the policy selects nothing and Caddy answers 503
 	}
+	countRoute(outcome)
 	caddyhttp.SetVar(r.Context(), "livekit.node", node.ID)
 	caddyhttp.SetVar(r.Context(), "livekit.outcome", string(outcome))
 	return nil

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -104,6 +105,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.client = &http.Client{Timeout: 5 * time.Second}
 	h.created = new(createdRooms)
+	if err := livekitlb.RegisterMetrics(ctx); err != nil {
+		return err
+	}
 	reg, release, err := h.Cluster.Provision(ctx)
 	if err != nil {
 		return err
@@ -167,6 +171,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if c := h.logger.Check(zapcore.DebugLevel, "room ready"); c != nil {
 		c.Write(zap.String("room", req.RoomName), zap.String("node", node.ID), zap.String("remote", r.RemoteAddr))
 	}
+	livekitlb.CountCreateRoom("200")
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	return json.NewEncoder(w).Encode(createResponse{RoomName: req.RoomName, Token: token, URL: url, ServerURL: url})
@@ -224,6 +229,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, e *httpError, roo
 	if e.status >= 500 {
 		lvl = h.logger.Warn
 	}
+	livekitlb.CountCreateRoom(strconv.Itoa(e.status))
 	lvl("create-room refused", zap.Int("status", e.status), zap.String("reason", e.msg),
 		zap.String("room", room), zap.String("remote", r.RemoteAddr))
 	return livekitlb.WriteJSONError(w, e.status, e.msg)
