@@ -8,4 +8,6 @@ import (
 	_ "github.com/livekit-lb/caddy-livekit/livekitlb"
 	// create-room endpoint: http.handlers.livekit_token
 	_ "github.com/livekit-lb/caddy-livekit/tokenhandler"
+	// `caddy livekit status|rooms|drain|undrain|verify`
+	_ "github.com/livekit-lb/caddy-livekit/livekitcmd"
 )

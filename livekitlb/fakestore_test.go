@@ -15,6 +15,7 @@ import (
 // atomicity as Redis (one mutex stands for Redis' single thread).
 type fakeStore struct {
 	mu      sync.Mutex
+	drained map[string]string
 	nodes   map[string]*livekit.Node
 	rooms   map[string]string
 	err     error // returned by every call while set
@@ -99,6 +100,32 @@ func (f *fakeStore) ScanRooms(_ context.Context, cursor uint64, count int64) (ma
 	}
 	return out, 0, nil
 }
+
+func (f *fakeStore) Drained(context.Context) (map[string]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]string{}
+	for k, v := range f.drained {
+		out[k] = v
+	}
+	return out, f.err
+}
+
+func (f *fakeStore) SetDrained(_ context.Context, node string, on bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.drained == nil {
+		f.drained = map[string]string{}
+	}
+	if on {
+		f.drained[node] = "now"
+	} else {
+		delete(f.drained, node)
+	}
+	return f.err
+}
+
+func (f *fakeStore) ConfigGet(context.Context, string) (string, error) { return "", f.err }
 
 func (f *fakeStore) Ping(context.Context) error { return f.err }
 func (f *fakeStore) Close() error               { return nil }

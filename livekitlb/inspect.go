@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // Registries returns every registry the running config uses, for the admin
@@ -24,6 +26,7 @@ type NodeStatus struct {
 	Dial     string  `json:"dial,omitempty"`
 	Region   string  `json:"region,omitempty"`
 	State    string  `json:"state"`
+	Drained  bool    `json:"drained,omitempty"`
 	StatsAge float64 `json:"stats_age_seconds"`
 	Sysload  float64 `json:"sysload"`
 	CPULoad  float64 `json:"cpu_load"`
@@ -41,7 +44,7 @@ func (r *Registry) Status() []NodeStatus {
 	out := make([]NodeStatus, 0, len(nodes))
 	for _, n := range nodes {
 		s := NodeStatus{
-			ID: n.ID, IP: n.IP, Dial: n.Dial, Region: n.Region, State: n.State.String(),
+			ID: n.ID, IP: n.IP, Dial: n.Dial, Region: n.Region, State: n.State.String(), Drained: n.Drained,
 			Sysload: n.Sysload, CPULoad: n.CPULoad, Rooms: n.Rooms, Clients: n.Clients,
 			Routable: n.routable(now), Unreachable: n.down(now),
 		}
@@ -68,3 +71,62 @@ func (r *Registry) Rooms(ctx context.Context, cursor uint64, count int64) (map[s
 
 // RedisReachable reports whether the last refresh could read Redis.
 func (r *Registry) RedisReachable() bool { return r.redisOK.Load() }
+
+// Drain sets a node id or IP aside from new rooms on every proxy of the
+// cluster (or gives it back with on=false). Its rooms stay where they are.
+func (r *Registry) Drain(ctx context.Context, node string, on bool) error {
+	ctx, cancel := context.WithTimeout(ctx, r.settings.redisTimeout)
+	defer cancel()
+	if err := r.store.SetDrained(ctx, node, on); err != nil {
+		return fmt.Errorf("%w: %v", ErrRedis, err)
+	}
+	r.refresh(ctx)
+	return nil
+}
+
+// Connect opens a cluster for a one-off look (the `caddy livekit` commands):
+// a registry of its own, loaded, with one round of probes done. Close it
+// with Destruct.
+func Connect(ctx context.Context, c Cluster, log *zap.Logger) (*Registry, error) {
+	rc, err := c.resolved()
+	if err != nil {
+		return nil, err
+	}
+	book, err := newAddressBook(rc.NodePort, rc.NodeAddresses, rc.AllowNetworks)
+	if err != nil {
+		return nil, err
+	}
+	s := settings{
+		refresh: time.Hour, staleAfter: time.Duration(rc.StaleAfter), cacheTTL: time.Duration(rc.PlacementCache),
+		redisTimeout: time.Duration(rc.RedisTimeout), failDuration: time.Duration(rc.FailDuration),
+		measure: rc.LoadMeasure, probeTimeout: time.Duration(rc.ProbeTimeout),
+	}
+	st := redisStore{rc: rc.Redis.client(s.redisTimeout)}
+	r := newRegistry(s, st, book, log)
+	r.WaitLoaded(ctx)
+	if err := r.Ping(ctx); err != nil {
+		_ = r.Destruct()
+		return nil, err
+	}
+	p := newProber(time.Hour, s.probeTimeout)
+	r.probeAll(ctx, p)
+	r.probeAll(ctx, p) // twice: a node is out after two failures
+	return r, nil
+}
+
+// Ping checks that Redis answers within the Redis timeout.
+func (r *Registry) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.settings.redisTimeout)
+	defer cancel()
+	if err := r.store.Ping(ctx); err != nil {
+		return fmt.Errorf("%w: %v", ErrRedis, err)
+	}
+	return nil
+}
+
+// RedisSetting reads a Redis server setting; managed Redis may refuse.
+func (r *Registry) RedisSetting(ctx context.Context, param string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.settings.redisTimeout)
+	defer cancel()
+	return r.store.ConfigGet(ctx, param)
+}

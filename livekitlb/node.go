@@ -24,7 +24,10 @@ type Node struct {
 	// Fresh is LiveKit's availability rule (stats younger than stale_after),
 	// judged when the snapshot was read: while Redis is unreachable no node
 	// can write stats, so the last verdict stands and the probes decide.
-	Fresh   bool
+	Fresh bool
+	// Drained by the operator (`caddy livekit drain`): keeps its rooms,
+	// takes no new ones.
+	Drained bool
 	Sysload float64 // load_avg_last1min / num_cpus, as LiveKit's selector
 	CPULoad float64
 	Rooms   int
@@ -85,7 +88,7 @@ func (n *Node) routable(now time.Time) bool {
 
 // placeable: the node may receive a new room (draining nodes may not).
 func (n *Node) placeable(now time.Time) bool {
-	return n.State == livekit.NodeState_SERVING && n.routable(now)
+	return n.State == livekit.NodeState_SERVING && !n.Drained && n.routable(now)
 }
 
 func (h *nodeHealth) markPlaced(now time.Time) {

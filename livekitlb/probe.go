@@ -53,13 +53,13 @@ func (r *Registry) probeLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		r.probeAll(ctx)
+		r.probeAll(ctx, r.prober)
 	}
 }
 
 // probeAll probes every dialable node at once; a round lasts at most the
 // probe timeout.
-func (r *Registry) probeAll(ctx context.Context) {
+func (r *Registry) probeAll(ctx context.Context, p *prober) {
 	var wg sync.WaitGroup
 	for _, n := range r.snap.Load().nodes {
 		if n.Dial == "" {
@@ -68,7 +68,7 @@ func (r *Registry) probeAll(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.probed(n, r.prober.probe(ctx, n.Dial))
+			r.probed(n, p.probe(ctx, n.Dial))
 		}()
 	}
 	wg.Wait()

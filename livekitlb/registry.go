@@ -56,8 +56,9 @@ type settings struct {
 
 // snapshot is an immutable view of the `nodes` hash.
 type snapshot struct {
-	byID  map[string]*Node
-	nodes []*Node // sorted by id, for stable iteration
+	byID    map[string]*Node
+	nodes   []*Node           // sorted by id, for stable iteration
+	drained map[string]string // node ids and IPs drained by the operator
 }
 
 var emptySnapshot = &snapshot{byID: map[string]*Node{}}
@@ -144,9 +145,13 @@ func (r *Registry) refresh(ctx context.Context) {
 		return
 	}
 	r.redisState(true, nil)
+	drained, err := r.store.Drained(rctx)
+	if err != nil {
+		drained = r.snap.Load().drained // keep the last list
+	}
 
 	old := r.snap.Load()
-	next := &snapshot{byID: make(map[string]*Node, len(raw)), nodes: make([]*Node, 0, len(raw))}
+	next := &snapshot{byID: make(map[string]*Node, len(raw)), nodes: make([]*Node, 0, len(raw)), drained: drained}
 	r.healthMu.Lock()
 	for _, ln := range raw {
 		h := r.health[ln.Id]
@@ -156,8 +161,12 @@ func (r *Registry) refresh(ctx context.Context) {
 		}
 		dial, derr := r.book.dial(ln.Ip)
 		n := newNode(ln, dial, h, r.statsClock(ln, readAt), r.settings.staleAfter)
-		if prev := old.byID[n.ID]; prev == nil || prev.State != n.State || prev.Dial != n.Dial {
-			fields := []zap.Field{zap.String("node", n.ID), zap.String("ip", n.IP), zap.String("dial", n.Dial), zap.String("state", n.State.String())}
+		_, byID := drained[n.ID]
+		_, byIP := drained[n.IP]
+		n.Drained = byID || byIP
+		if prev := old.byID[n.ID]; prev == nil || prev.State != n.State || prev.Dial != n.Dial || prev.Drained != n.Drained {
+			fields := []zap.Field{zap.String("node", n.ID), zap.String("ip", n.IP), zap.String("dial", n.Dial),
+				zap.String("state", n.State.String()), zap.Bool("drained", n.Drained)}
 			if derr != nil {
 				fields = append(fields, zap.NamedError("not_dialled", derr))
 			}

@@ -338,3 +338,25 @@ func TestProbesTakeNodeOutAndBack(t *testing.T) {
 		t.Fatal("probes did not bring it back after a passive failure")
 	}
 }
+
+func TestOperatorDrain(t *testing.T) {
+	f, r := twoNodes(t)
+	f.rooms["kept"] = "ND_a"
+	if err := r.Drain(context.Background(), "10.0.0.1", true); err != nil { // by IP
+		t.Fatal(err)
+	}
+	if n, _ := mustRoute(t, r, "kept"); n.ID != "ND_a" {
+		t.Fatalf("drained node lost its room to %s", n.ID)
+	}
+	for i := range 5 {
+		if n, _ := mustRoute(t, r, fmt.Sprint("new-", i)); n.ID != "ND_b" {
+			t.Fatalf("new room on drained node %s", n.ID)
+		}
+	}
+	if err := r.Drain(context.Background(), "10.0.0.1", false); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := mustRoute(t, r, "after"); n.ID != "ND_a" {
+		t.Fatalf("undrained node (less loaded) not chosen: %s", n.ID)
+	}
+}

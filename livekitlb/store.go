@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/redis/go-redis/v9"
@@ -15,6 +16,11 @@ const (
 	nodesKey       = "nodes"
 	roomNodeMapKey = "room_node_map"
 )
+
+// drainedKey is the proxy's own key (LiveKit never reads it): node ids or
+// IPs that take no new rooms, set by `caddy livekit drain`. LiveKit rewrites
+// its own node entry every 2 s, so a drain cannot be written there.
+const drainedKey = "caddy_livekit:drained"
 
 // store is everything the proxy reads from or writes to Redis; this file is
 // the only place that touches it, so tests swap in a fake.
@@ -34,6 +40,12 @@ type store interface {
 	// ScanRooms pages through room_node_map (HSCAN): at most count entries
 	// from cursor, and the cursor of the next page (0 at the end).
 	ScanRooms(ctx context.Context, cursor uint64, count int64) (map[string]string, uint64, error)
+	// Drained returns the node ids and IPs set aside by `caddy livekit drain`.
+	Drained(ctx context.Context) (map[string]string, error)
+	// SetDrained adds (or with on=false removes) a node id or IP.
+	SetDrained(ctx context.Context, node string, on bool) error
+	// ConfigGet reads a Redis server setting (CONFIG GET); for verify.
+	ConfigGet(ctx context.Context, param string) (string, error)
 	// Ping checks that Redis answers.
 	Ping(ctx context.Context) error
 	Close() error
@@ -125,6 +137,25 @@ func (s redisStore) ScanRooms(ctx context.Context, cursor uint64, count int64) (
 		rooms[kv[i]] = kv[i+1]
 	}
 	return rooms, next, nil
+}
+
+func (s redisStore) Drained(ctx context.Context) (map[string]string, error) {
+	return s.rc.HGetAll(ctx, drainedKey).Result()
+}
+
+func (s redisStore) SetDrained(ctx context.Context, node string, on bool) error {
+	if on {
+		return s.rc.HSet(ctx, drainedKey, node, time.Now().UTC().Format(time.RFC3339)).Err()
+	}
+	return s.rc.HDel(ctx, drainedKey, node).Err()
+}
+
+func (s redisStore) ConfigGet(ctx context.Context, param string) (string, error) {
+	m, err := s.rc.ConfigGet(ctx, param).Result()
+	if err != nil {
+		return "", err
+	}
+	return m[param], nil
 }
 
 func (s redisStore) Ping(ctx context.Context) error { return s.rc.Ping(ctx).Err() }

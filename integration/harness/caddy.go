@@ -194,3 +194,14 @@ func removeCaddyBuild() {
 		os.RemoveAll(caddyBuild.dir)
 	}
 }
+
+// CaddyBinary is the Caddy under test (CADDY_BIN or a build of ./cmd/caddy),
+// for tests that run its commands.
+func CaddyBinary(t testing.TB) string {
+	t.Helper()
+	bin, err := caddyBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
