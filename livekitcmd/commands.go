@@ -23,7 +23,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "livekit",
-		Usage: "status|rooms|drain|undrain|verify [--config <Caddyfile>] [--redis <host:port>] [--json]",
+		Usage: "status|rooms|drain|undrain|verify|backup|restore [--config <Caddyfile>] [--redis <host:port>] [--json]",
 		Short: "Shows and manages the LiveKit cluster behind livekit_lb",
 		Long: `
 Reads LiveKit's Redis as livekit_lb does. The cluster comes from the first
@@ -37,6 +37,8 @@ REDIS_PASSWORD).
   drain NODE      no new rooms on NODE (id or IP) from any proxy; its rooms stay
   undrain NODE    take NODE back
   verify          one line per problem; exit status 1 if any
+  backup FILE     every key of LiveKit's Redis DB (DUMP format, with TTLs)
+  restore FILE    put a backup back, into the same or a fresh Redis
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.PersistentFlags().StringP("config", "c", "", "Caddy config file with a livekit_lb or livekit_token")
@@ -55,6 +57,7 @@ REDIS_PASSWORD).
 				&cobra.Command{Use: "undrain NODE", Short: "New rooms on NODE again", Args: cobra.ExactArgs(1), RunE: run(drainCmd(false))},
 				verify,
 			)
+			cmd.AddCommand(backupCommands()...)
 		},
 	})
 }

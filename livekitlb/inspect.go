@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 )
 
@@ -129,4 +130,14 @@ func (r *Registry) RedisSetting(ctx context.Context, param string) (string, erro
 	ctx, cancel := context.WithTimeout(ctx, r.settings.redisTimeout)
 	defer cancel()
 	return r.store.ConfigGet(ctx, param)
+}
+
+// RedisClient opens a client for the cluster's Redis with placeholders
+// resolved, for operator tools (backup, restore). The caller closes it.
+func (c Cluster) RedisClient() (redis.UniversalClient, error) {
+	rc, err := c.resolved()
+	if err != nil {
+		return nil, err
+	}
+	return rc.Redis.client(5 * time.Second), nil
 }
