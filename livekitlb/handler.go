@@ -76,10 +76,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.logger.Info("refused access token", zap.String("remote", r.RemoteAddr), zap.String("path", r.URL.Path), zap.Error(err))
 		return WriteJSONError(w, http.StatusUnauthorized, err.Error())
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.registry.settings.redisTimeout)
-	h.registry.WaitLoaded(ctx)
-	node, outcome, err := h.registry.Route(ctx, room)
-	cancel()
+	if !h.registry.Loaded() { // only in the first moments after start
+		ctx, cancel := context.WithTimeout(r.Context(), h.registry.settings.redisTimeout)
+		h.registry.WaitLoaded(ctx)
+		cancel()
+	}
+	// Route bounds its own Redis wait by redis_timeout
+	node, outcome, err := h.registry.Route(r.Context(), room)
 	if err != nil {
 		msg, o := ErrNoNode.Error(), outcomeNoNode
 		if errors.Is(err, ErrRedis) || errors.Is(err, context.DeadlineExceeded) {

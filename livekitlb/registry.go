@@ -99,6 +99,16 @@ func (r *Registry) Destruct() error {
 	return r.store.Close()
 }
 
+// Loaded reports whether the first refresh has been tried.
+func (r *Registry) Loaded() bool {
+	select {
+	case <-r.loaded:
+		return true
+	default:
+		return false
+	}
+}
+
 // WaitLoaded blocks until the first refresh has been tried, so the first
 // request after start-up does not see an empty cluster.
 func (r *Registry) WaitLoaded(ctx context.Context) {

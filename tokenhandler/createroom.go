@@ -25,9 +25,11 @@ const createAttempts = 2
 // livekit_lb) and creates it on that node, so it exists when the client
 // joins and the join lands there. On failure nothing stays written.
 func (h *Handler) createRoom(ctx context.Context, room string) (*livekitlb.Node, *httpError) {
-	wctx, cancel := context.WithTimeout(ctx, time.Second)
-	h.placer.WaitLoaded(wctx)
-	cancel()
+	if !h.placer.Loaded() {
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		h.placer.WaitLoaded(wctx)
+		cancel()
+	}
 	var lastErr error
 	for range createAttempts {
 		node, outcome, err := h.placer.Route(ctx, room)

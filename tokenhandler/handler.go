@@ -72,6 +72,7 @@ type Handler struct {
 
 // placer is the part of livekitlb.Registry the handler uses.
 type placer interface {
+	Loaded() bool
 	WaitLoaded(context.Context)
 	Route(ctx context.Context, room string) (*livekitlb.Node, livekitlb.Outcome, error)
 	ReportFailure(n *livekitlb.Node, room string)

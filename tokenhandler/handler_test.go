@@ -64,6 +64,7 @@ type fakePlacer struct {
 	lastRoute string
 }
 
+func (p *fakePlacer) Loaded() bool               { return true }
 func (p *fakePlacer) WaitLoaded(context.Context) {}
 func (p *fakePlacer) Route(_ context.Context, room string) (*livekitlb.Node, livekitlb.Outcome, error) {
 	p.lastRoute = room
