@@ -61,3 +61,17 @@ func (c *placementCache) len() int {
 	defer c.mu.RUnlock()
 	return len(c.cur) + len(c.old)
 }
+
+// all copies every cached placement, fresh or not (on a Redis recovery).
+func (c *placementCache) all() map[string]string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make(map[string]string, len(c.cur)+len(c.old))
+	for room, p := range c.old {
+		out[room] = p.nodeID
+	}
+	for room, p := range c.cur {
+		out[room] = p.nodeID
+	}
+	return out
+}

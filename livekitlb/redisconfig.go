@@ -1,12 +1,16 @@
 package livekitlb
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // RedisConfig locates the Redis that the LiveKit nodes share. Field names
@@ -96,10 +100,12 @@ func (c RedisConfig) client(timeout time.Duration) redis.UniversalClient {
 		PoolTimeout:      timeout,
 		// a failed command is retried by our own next refresh, not by go-redis;
 		// a refused dial fails at once instead of after five tries
-		MaxRetries:      1,
-		DialerRetries:   1,
-		MinRetryBackoff: 10 * time.Millisecond,
-		MaxRetryBackoff: 50 * time.Millisecond,
+		MaxRetries:    -1,
+		DialerRetries: 1,
+		// go-redis stops dialling after PoolSize failed dials and then tries
+		// once a second; a high cap keeps it dialling at our refresh pace
+		// through an outage, so recovery is not delayed by that second
+		PoolSize: 1000,
 	}
 	switch {
 	case len(c.SentinelAddresses) > 0:
@@ -114,4 +120,21 @@ func (c RedisConfig) client(timeout time.Duration) redis.UniversalClient {
 		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	return redis.NewUniversalClient(opts)
+}
+
+// redisLog sends go-redis' own messages (dial failures, pool notices) to
+// Caddy's log at debug level: the registry already logs each change of
+// Redis reachability once. go-redis has one logger per process.
+type redisLog struct{ log *zap.Logger }
+
+func (l redisLog) Printf(_ context.Context, format string, v ...any) {
+	if c := l.log.Check(zapcore.DebugLevel, "go-redis"); c != nil {
+		c.Write(zap.String("message", fmt.Sprintf(format, v...)))
+	}
+}
+
+var redisLogOnce sync.Once
+
+func quietRedisLog(log *zap.Logger) {
+	redisLogOnce.Do(func() { redis.SetLogger(redisLog{log.Named("go-redis")}) })
 }

@@ -32,6 +32,10 @@ type Registry struct {
 	health   map[string]*nodeHealth
 
 	redisOK atomic.Bool
+	// remembered: the placements the proxy knew when Redis came back from
+	// an outage; a Redis that returns empty has lost room_node_map, and
+	// LiveKit never rewrites it for a running room
+	remembered atomic.Pointer[rememberedPlacements]
 	// the last Redis outage (refresh goroutine only): no node can write
 	// stats during one, so its length does not count towards their age
 	outageStart, outageEnd time.Time
@@ -54,6 +58,13 @@ type settings struct {
 	probeTimeout  time.Duration
 }
 
+// outageRefresh is the refresh pace while Redis is unreachable.
+const outageRefresh = 200 * time.Millisecond
+
+// afterOutage is how long the proxy trusts its memory of placements for
+// rooms that Redis no longer knows after an outage.
+const afterOutage = 10 * time.Minute
+
 // snapshot is an immutable view of the `nodes` hash.
 type snapshot struct {
 	byID    map[string]*Node
@@ -65,6 +76,7 @@ var emptySnapshot = &snapshot{byID: map[string]*Node{}}
 
 func newRegistry(s settings, st store, book *addressBook, log *zap.Logger) *Registry {
 	initMetrics()
+	quietRedisLog(log)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Registry{
 		settings: s,
@@ -128,12 +140,18 @@ func (r *Registry) run(ctx context.Context) {
 		}()
 		defer func() { <-probing }()
 	}
-	t := time.NewTicker(r.settings.refresh)
-	defer t.Stop()
 	for {
 		r.refresh(ctx)
+		// while Redis is unreachable, look more often: routing is whole again
+		// as soon as it answers
+		wait := r.settings.refresh
+		if !r.redisOK.Load() {
+			wait = min(wait, outageRefresh)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}
@@ -223,6 +241,7 @@ func (r *Registry) redisState(ok bool, err error) {
 	}
 	if ok {
 		r.outageEnd = time.Now()
+		r.remembered.Store(&rememberedPlacements{rooms: r.cache.all(), until: time.Now().Add(afterOutage)})
 	} else {
 		r.outageStart, r.outageEnd = time.Now(), time.Time{}
 	}
@@ -251,4 +270,19 @@ func (r *Registry) markDown(n *Node, now time.Time) {
 		r.log.Warn("livekit node unreachable; out of rotation",
 			zap.String("node", n.ID), zap.String("dial", n.Dial), zap.Duration("for", r.settings.failDuration))
 	}
+}
+
+type rememberedPlacements struct {
+	rooms map[string]string
+	until time.Time
+}
+
+// rememberedNode returns the node room was on before the last Redis outage,
+// within afterOutage of its end.
+func (r *Registry) rememberedNode(room string, now time.Time) string {
+	m := r.remembered.Load()
+	if m == nil || now.After(m.until) {
+		return ""
+	}
+	return m.rooms[room]
 }

@@ -120,6 +120,13 @@ func (r *Registry) resolve(ctx context.Context, room string) (decision, error) {
 		target := leastLoaded(snap.nodes, r.settings.measure, now, r.settings.staleAfter, func(n *Node) bool {
 			return n.placeable(now)
 		})
+		if cur == "" {
+			// a Redis that came back empty forgot a running room: put it
+			// back where its participants are, not where load says
+			if n := snap.byID[r.rememberedNode(room, now)]; n != nil && n.routable(now) {
+				target = n
+			}
+		}
 		if target == nil {
 			return decision{}, ErrNoNode
 		}

@@ -360,3 +360,26 @@ func TestOperatorDrain(t *testing.T) {
 		t.Fatalf("undrained node (less loaded) not chosen: %s", n.ID)
 	}
 }
+
+// Redis restarted empty: room_node_map is gone and LiveKit never rewrites it
+// for a running room, so the proxy puts the room back where it knew it was,
+// not where load would place it.
+func TestRoomsRememberedAcrossEmptyRedis(t *testing.T) {
+	f, r := twoNodes(t)
+	f.rooms["running"] = "ND_b" // the busier node
+	mustRoute(t, r, "running")
+	f.setErr(errDown)
+	r.refresh(context.Background())
+	f.mu.Lock()
+	f.rooms = map[string]string{} // comes back empty
+	f.mu.Unlock()
+	f.setErr(nil)
+	r.refresh(context.Background())
+	r.cache.drop("running") // even once the cache has moved on
+	if n, o := mustRoute(t, r, "running"); n.ID != "ND_b" || f.room("running") != "ND_b" {
+		t.Fatalf("after an empty Redis: %s %s, map %q; want ND_b", n.ID, o, f.room("running"))
+	}
+	if n, _ := mustRoute(t, r, "brand-new"); n.ID != "ND_a" {
+		t.Fatalf("a new room after the outage went to %s, want the less loaded ND_a", n.ID)
+	}
+}
