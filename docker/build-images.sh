@@ -9,6 +9,9 @@
 # org.livekit-lb.inputs). FORCE=1 rebuilds all.
 # Every tag and input below can be overridden from the environment; Go binaries are kept in
 # BUILD_CACHE (default ~/.cache/livekit-lb-images).
+# CADDY_BIN / LIVEKIT_BIN: use these prebuilt binaries instead of building them (e.g. the ones
+# scripts/test.sh already built); the image is rebuilt when the binary's hash changes. They must run
+# on the Debian base (bookworm's glibc, or static). LIVEKIT_IMAGE's tag is not checked against it.
 set -euo pipefail
 exec 3>&1 1>&2 # keep stdout clean for the exports; everything else is a log
 
@@ -139,8 +142,21 @@ remove_stale() {
 cache=${BUILD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/livekit-lb-images}
 caddy_dir=$cache/caddy livekit_dir=$cache/livekit-$LIVEKIT_VERSION
 mkdir -p "$caddy_dir" "$livekit_dir" "$work/empty"
+[ -z "${CADDY_BIN:-}" ] || caddy_dir=$cache/caddy-bin
+[ -z "${LIVEKIT_BIN:-}" ] || livekit_dir=$cache/livekit-bin
+mkdir -p "$caddy_dir" "$livekit_dir"
+# copy_bin SRC DEST: a prebuilt binary into a build context (only when it changed, so the file's
+# time stays and nothing is rebuilt for nothing).
+copy_bin() {
+	[ -f "$1" ] && [ -x "$1" ] || die "$1 is not an executable file"
+	cmp -s "$1" "$2" || cp "$1" "$2"
+}
 caddy_pid=
-if [[ $CADDY_PKG == *@* ]]; then
+if [ -n "${CADDY_BIN:-}" ]; then
+	log "caddy: using CADDY_BIN=$CADDY_BIN"
+	(copy_bin "$CADDY_BIN" "$caddy_dir/caddy") &
+	caddy_pid=$!
+elif [[ $CADDY_PKG == *@* ]]; then
 	(CGO_ENABLED=0 GOBIN=$caddy_dir go install -trimpath -ldflags='-s -w' "$CADDY_PKG") &
 	caddy_pid=$!
 elif [ -d "$repo/$CADDY_PKG" ]; then
@@ -154,10 +170,17 @@ fi
 
 base_input() { echo "base=$(image_id "$BASE_IMAGE")"; }
 livekit_pid=
+livekit_input=livekit=$LIVEKIT_VERSION
+[ -z "${LIVEKIT_BIN:-}" ] || livekit_input=livekit=sha256:$(sha256sum "$LIVEKIT_BIN" | cut -d' ' -f1)
 # A missing base will be built below, so everything on it must be rebuilt too.
-if [ -z "$(image_id "$BASE_IMAGE")" ] || needs_build "$LIVEKIT_IMAGE" "$(base_input) livekit=$LIVEKIT_VERSION"; then
-	# livekit-server links glibc (cgo), hence a Debian base and not scratch.
-	(GOBIN=$livekit_dir go install "github.com/livekit/livekit-server/cmd/server@$LIVEKIT_VERSION") &
+if [ -z "$(image_id "$BASE_IMAGE")" ] || needs_build "$LIVEKIT_IMAGE" "$(base_input) $livekit_input"; then
+	if [ -n "${LIVEKIT_BIN:-}" ]; then
+		log "livekit-server: using LIVEKIT_BIN=$LIVEKIT_BIN"
+		(copy_bin "$LIVEKIT_BIN" "$livekit_dir/server") &
+	else
+		# livekit-server links glibc (cgo), hence a Debian base and not scratch.
+		(GOBIN=$livekit_dir go install "github.com/livekit/livekit-server/cmd/server@$LIVEKIT_VERSION") &
+	fi
 	livekit_pid=$!
 fi
 
@@ -169,12 +192,12 @@ if needs_build "$REDIS_IMAGE" "$(base_input)"; then
 else log "$REDIS_IMAGE: up to date"; fi
 
 if [ -n "$livekit_pid" ]; then
-	wait "$livekit_pid" || die "go install livekit-server $LIVEKIT_VERSION failed"
-	docker_build "$LIVEKIT_IMAGE" "$here/images/livekit.Dockerfile" "$livekit_dir" "$(base_input) livekit=$LIVEKIT_VERSION"
+	wait "$livekit_pid" || die "livekit-server ($livekit_input) failed"
+	docker_build "$LIVEKIT_IMAGE" "$here/images/livekit.Dockerfile" "$livekit_dir" "$(base_input) $livekit_input"
 else log "$LIVEKIT_IMAGE: up to date"; fi
 
 if [ -n "$caddy_pid" ]; then
-	wait "$caddy_pid" || die "go build $CADDY_PKG failed"
+	wait "$caddy_pid" || die "caddy (${CADDY_BIN:-go build $CADDY_PKG}) failed"
 	inputs="$(base_input) caddy=sha256:$(sha256sum "$caddy_dir/caddy" | cut -d' ' -f1)"
 	if needs_build "$CADDY_IMAGE" "$inputs"; then
 		docker_build "$CADDY_IMAGE" "$here/images/caddy.Dockerfile" "$caddy_dir" "$inputs"

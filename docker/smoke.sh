@@ -15,7 +15,7 @@ eval "$exports"
 # Throwaway credentials unless the caller brings its own; LiveKit wants a secret of 32+ characters.
 rand() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
 export REDIS_PASSWORD=${REDIS_PASSWORD:-$(rand 16)} LIVEKIT_API_KEY=${LIVEKIT_API_KEY:-smoke}
-export LIVEKIT_API_SECRET=${LIVEKIT_API_SECRET:-$(rand 16)}
+export LIVEKIT_API_SECRET=${LIVEKIT_API_SECRET:-$(rand 16)} CREATE_ROOM_KEY=${CREATE_ROOM_KEY:-$(rand 16)}
 
 # `docker compose` (v2) where installed, else the Debian package's docker-compose (v1).
 if docker compose version >/dev/null 2>&1; then dc=(docker compose); else dc=(docker-compose); fi

@@ -1,0 +1,351 @@
+// Command lkclient is the LiveKit client of the compose tests. It runs in a
+// container on the stack's own network (never on the host's: the Go SDK's
+// WebRTC sends mDNS multicast and would use the host's interfaces), talks only
+// to the stack's Caddy, performs one scenario and prints JSON lines on stdout
+// that the test parses. Logs go to stderr.
+//
+//	lkclient -api http://caddy:80 -key KEY pubsub   -room R
+//	lkclient -api http://caddy:80 -key KEY rooms    -rooms 6 -per-room 2 -prefix c
+//	lkclient -api http://caddy:80 -key KEY failover -room R -n 2
+//
+// Every join takes its token from POST /api/create-room (the endpoint of
+// docker/Caddyfile) and connects to the URL that answer names, as a real
+// application would.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/livekit/protocol/logger"
+	lksdk "github.com/livekit/server-sdk-go/v2"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+)
+
+var (
+	api = flag.String("api", "http://caddy:80", "the stack's Caddy, as seen inside its network")
+	key = flag.String("key", os.Getenv("CREATE_ROOM_KEY"), "Bearer key of /api/create-room")
+)
+
+func main() {
+	flag.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: lkclient [-api URL] [-key KEY] pubsub|rooms|failover [flags]")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() < 1 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	if os.Getenv("LKCLIENT_SDK_LOGS") != "1" {
+		lksdk.SetLogger(logger.GetDiscardLogger())
+	}
+	var err error
+	switch args := flag.Args()[1:]; flag.Arg(0) {
+	case "pubsub":
+		err = pubsub(args)
+	case "rooms":
+		err = rooms(args)
+	case "failover":
+		err = failover(args)
+	default:
+		flag.Usage()
+		os.Exit(2)
+	}
+	if err != nil {
+		emit(map[string]any{"event": "error", "error": err.Error()})
+		os.Exit(1)
+	}
+}
+
+var stdout = json.NewEncoder(os.Stdout)
+var stdoutMu sync.Mutex
+
+// emit prints one JSON line (the test reads them as they come).
+func emit(v map[string]any) {
+	v["at_unix_ms"] = time.Now().UnixMilli()
+	stdoutMu.Lock()
+	defer stdoutMu.Unlock()
+	_ = stdout.Encode(v)
+}
+
+type created struct {
+	RoomName string `json:"room_name"`
+	Token    string `json:"token"`
+	URL      string `json:"url"`
+}
+
+// createRoom calls the create-room endpoint for identity in room.
+func createRoom(room, identity string) (created, error) {
+	var c created
+	body, _ := json.Marshal(map[string]any{"room_name": room, "user_name": identity, "identity": identity})
+	req, err := http.NewRequest(http.MethodPost, *api+"/api/create-room", bytes.NewReader(body))
+	if err != nil {
+		return c, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+*key)
+	client := &http.Client{Timeout: 15 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return c, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return c, fmt.Errorf("create-room %s: HTTP %d: %s", room, resp.StatusCode, bytes.TrimSpace(b))
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("create-room %s: %w", room, err)
+	}
+	if c.Token == "" || c.URL == "" {
+		return c, fmt.Errorf("create-room %s: no token or url in %s", room, b)
+	}
+	return c, nil
+}
+
+func join(c created, cb *lksdk.RoomCallback, autoSubscribe bool) (*lksdk.Room, error) {
+	if cb == nil {
+		cb = lksdk.NewRoomCallback()
+	}
+	return lksdk.ConnectToRoomWithToken(c.URL, c.Token, cb, lksdk.WithAutoSubscribe(autoSubscribe))
+}
+
+// pubsub: alice publishes an Opus track with synthetic samples, bob joins
+// the same room and must receive it (OnTrackSubscribed).
+func pubsub(args []string) error {
+	fs := flag.NewFlagSet("pubsub", flag.ExitOnError)
+	room := fs.String("room", "pubsub", "room name")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long bob may wait for the track")
+	_ = fs.Parse(args)
+	start := time.Now()
+
+	ca, err := createRoom(*room, "alice")
+	if err != nil {
+		return err
+	}
+	alice, err := join(ca, nil, false)
+	if err != nil {
+		return fmt.Errorf("alice joins via %s: %w", ca.URL, err)
+	}
+	defer alice.Disconnect()
+	track, err := lksdk.NewLocalSampleTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2})
+	if err != nil {
+		return err
+	}
+	pub, err := alice.LocalParticipant.PublishTrack(track, &lksdk.TrackPublicationOptions{Name: "tone"})
+	if err != nil {
+		return fmt.Errorf("alice publishes: %w", err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // 20 ms Opus frames of silence, so the track carries media
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				_ = track.WriteSample(media.Sample{Data: []byte{0xf8, 0xff, 0xfe}, Duration: 20 * time.Millisecond}, nil)
+			}
+		}
+	}()
+
+	cb, err := createRoom(*room, "bob")
+	if err != nil {
+		return err
+	}
+	got := make(chan string, 1)
+	callback := lksdk.NewRoomCallback()
+	callback.OnTrackSubscribed = func(tr *webrtc.TrackRemote, p *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
+		select {
+		case got <- fmt.Sprintf("%s/%s/%s", rp.Identity(), p.SID(), tr.Codec().MimeType):
+		default:
+		}
+	}
+	bobJoin := time.Now()
+	bob, err := join(cb, callback, true)
+	if err != nil {
+		return fmt.Errorf("bob joins via %s: %w", cb.URL, err)
+	}
+	defer bob.Disconnect()
+	select {
+	case s := <-got:
+		emit(map[string]any{"event": "subscribed", "ok": true, "url": ca.URL, "publisher": "alice",
+			"subscriber": "bob", "published_sid": pub.SID(), "received": s,
+			"subscribe_ms": time.Since(bobJoin).Milliseconds(), "total_ms": time.Since(start).Milliseconds()})
+		return nil
+	case <-time.After(*timeout):
+		return fmt.Errorf("bob did not receive alice's track %s within %s", pub.SID(), *timeout)
+	}
+}
+
+// rooms joins per-room participants to each of n rooms (prefix-0 ...), prints
+// one line per participant, then holds the connections until stdin closes or
+// says anything (so the test can look at Redis and the nodes meanwhile).
+func rooms(args []string) error {
+	fs := flag.NewFlagSet("rooms", flag.ExitOnError)
+	n := fs.Int("rooms", 6, "number of rooms")
+	per := fs.Int("per-room", 2, "participants per room")
+	prefix := fs.String("prefix", "room", "room name prefix")
+	_ = fs.Parse(args)
+	var joined []*lksdk.Room
+	defer func() {
+		for _, r := range joined {
+			r.Disconnect()
+		}
+	}()
+	for i := 0; i < *n; i++ {
+		room := fmt.Sprintf("%s-%d", *prefix, i)
+		for j := 0; j < *per; j++ {
+			identity := fmt.Sprintf("%s-p%d", room, j)
+			c, err := createRoom(room, identity)
+			if err != nil {
+				return err
+			}
+			r, err := join(c, nil, false)
+			if err != nil {
+				return fmt.Errorf("%s joins %s via %s: %w", identity, room, c.URL, err)
+			}
+			joined = append(joined, r)
+			emit(map[string]any{"event": "joined", "room": room, "identity": identity, "url": c.URL})
+		}
+	}
+	emit(map[string]any{"event": "holding", "participants": len(joined)})
+	waitStdin()
+	return nil
+}
+
+// failover joins n participants to room and prints "joined"; then it reads a
+// line from stdin ("kill": the test kills the room's node right after sending
+// it) and keeps joining the room through the same URL with a token obtained
+// before the kill, until a join succeeds. It prints the time from the line
+// to that join, and what happened to the participants joined before.
+func failover(args []string) error {
+	fs := flag.NewFlagSet("failover", flag.ExitOnError)
+	room := fs.String("room", "failover", "room name")
+	n := fs.Int("n", 2, "participants joined before the kill")
+	deadline := fs.Duration("deadline", 60*time.Second, "give up rejoining after this long")
+	settle := fs.Duration("settle", 10*time.Second, "after the rejoin, how long to wait for the earlier participants' reconnection")
+	_ = fs.Parse(args)
+
+	type state struct {
+		identity                                string
+		room                                    *lksdk.Room
+		mu                                      sync.Mutex
+		reconnecting, reconnected, disconnected time.Time
+	}
+	var killedAt time.Time
+	var killMu sync.Mutex
+	since := func(t time.Time) any { // ms from the kill line (negative: before it); null: never
+		killMu.Lock()
+		defer killMu.Unlock()
+		if killedAt.IsZero() || t.IsZero() {
+			return nil
+		}
+		return t.Sub(killedAt).Milliseconds()
+	}
+	var parts []*state
+	defer func() {
+		for _, p := range parts {
+			p.room.Disconnect()
+		}
+	}()
+	for i := 0; i < *n; i++ {
+		st := &state{identity: fmt.Sprintf("%s-p%d", *room, i)}
+		c, err := createRoom(*room, st.identity)
+		if err != nil {
+			return err
+		}
+		cb := lksdk.NewRoomCallback()
+		cb.OnReconnecting = func() { st.mu.Lock(); st.reconnecting = time.Now(); st.mu.Unlock() }
+		cb.OnReconnected = func() { st.mu.Lock(); st.reconnected = time.Now(); st.mu.Unlock() }
+		cb.OnDisconnected = func() { st.mu.Lock(); st.disconnected = time.Now(); st.mu.Unlock() }
+		r, err := join(c, cb, false)
+		if err != nil {
+			return fmt.Errorf("%s joins via %s: %w", st.identity, c.URL, err)
+		}
+		st.room = r
+		parts = append(parts, st)
+	}
+	rejoin, err := createRoom(*room, *room+"-rejoiner")
+	if err != nil {
+		return err
+	}
+	emit(map[string]any{"event": "joined", "room": *room, "participants": *n, "url": rejoin.URL})
+
+	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return errors.New("stdin closed before the kill signal")
+	}
+	killMu.Lock()
+	killedAt = time.Now()
+	killMu.Unlock()
+
+	attempts := 0
+	var errs []string
+	var rejoined *lksdk.Room
+	for rejoined == nil {
+		if time.Since(killedAt) > *deadline {
+			return fmt.Errorf("no successful rejoin within %s after %d attempts: %v", *deadline, attempts, errs)
+		}
+		attempts++
+		r, err := join(rejoin, nil, false)
+		if err != nil {
+			if len(errs) < 5 {
+				errs = append(errs, fmt.Sprintf("+%dms: %v", time.Since(killedAt).Milliseconds(), err))
+			}
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		rejoined = r
+	}
+	defer rejoined.Disconnect()
+	at := time.Now()
+	emit(map[string]any{"event": "rejoined", "ms": at.Sub(killedAt).Milliseconds(),
+		"rejoined_unix_ms": at.UnixMilli(), "kill_line_unix_ms": killedAt.UnixMilli(),
+		"attempts": attempts, "errors": errs})
+
+	// The participants joined before the kill: the SDK resumes or rejoins by itself.
+	end := time.Now().Add(*settle)
+	for time.Now().Before(end) {
+		done := true
+		for _, p := range parts {
+			p.mu.Lock()
+			if p.reconnected.IsZero() && p.disconnected.IsZero() {
+				done = false
+			}
+			p.mu.Unlock()
+		}
+		if done {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var earlier []map[string]any
+	for _, p := range parts {
+		p.mu.Lock()
+		earlier = append(earlier, map[string]any{"identity": p.identity,
+			"reconnecting_ms": since(p.reconnecting), "reconnected_ms": since(p.reconnected),
+			"disconnected_ms": since(p.disconnected), "state": string(p.room.ConnectionState())})
+		p.mu.Unlock()
+	}
+	emit(map[string]any{"event": "earlier", "participants": earlier})
+	return nil
+}
+
+// waitStdin returns when stdin has a line or is closed.
+func waitStdin() {
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+}

@@ -1,0 +1,326 @@
+package compose
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Single node: create-room, join, publish; a second participant receives the track.
+func TestSingleNodePublishSubscribe(t *testing.T) {
+	s := newStack(t, 1)
+	s.mustDeploySh("deploy")
+	start := time.Now()
+	c := s.startClient("caddy", "pubsub", "-room", "single-pubsub")
+	r := c.next(90 * time.Second)
+	c.wait(30 * time.Second)
+	t.Logf("pubsub: %v (client run %s)", r, time.Since(start).Round(100*time.Millisecond))
+	if r["ok"] != true || !strings.HasPrefix(fmt.Sprint(r["received"]), "alice/") {
+		t.Fatalf("bob did not receive alice's track: %v", r)
+	}
+	ws := s.wsConnected("livekit1")
+	for _, id := range []string{"alice", "bob"} {
+		if len(ws[id]) == 0 {
+			t.Errorf("no \"new client WS connected\" line for %s on livekit1", id)
+		}
+	}
+}
+
+// Cluster: rooms spread over the three nodes, every participant's WebSocket lands on its room's
+// node; then the node hosting a room is killed and a client rejoins through the same URL.
+func TestCluster(t *testing.T) {
+	s := newStack(t, 3)
+	s.mustDeploySh("deploy")
+	nodes := []string{"livekit1", "livekit2", "livekit3"}
+
+	s.in(t, "spread", func(t *testing.T) {
+		// Half the rooms through each proxy: both share the placement in Redis.
+		a := s.startClient("caddy1", "rooms", "-rooms", "3", "-per-room", "2", "-prefix", "spread-a")
+		b := s.startClient("caddy2", "rooms", "-rooms", "3", "-per-room", "2", "-prefix", "spread-b")
+		var identities []string
+		for _, c := range []*client{a, b} {
+			for {
+				m := c.next(120 * time.Second)
+				if m["event"] == "holding" {
+					break
+				}
+				identities = append(identities, fmt.Sprint(m["identity"]))
+			}
+		}
+		roomNode := s.redisHash("room_node_map")
+		ids := s.nodeIDs("caddy1")
+		ws := s.wsConnected(nodes...)
+		a.wait(30 * time.Second)
+		b.wait(30 * time.Second)
+
+		used := map[string]int{}
+		for _, id := range identities {
+			room := id[:strings.LastIndex(id, "-p")]
+			want, ok := ids[roomNode[room]]
+			if !ok {
+				t.Errorf("room %s: room_node_map says %q, not a node of this stack (%v)", room, roomNode[room], ids)
+				continue
+			}
+			used[want]++
+			got := ws[id]
+			if len(got) != 1 || got[0] != want {
+				t.Errorf("%s in room %s (hosted by %s): WebSocket connected on %v", id, room, want, got)
+			}
+		}
+		t.Logf("participants per node: %v", used)
+		if len(used) != 3 {
+			t.Errorf("12 participants in 6 rooms used %d node(s), want all 3: %v", len(used), used)
+		}
+	})
+
+	s.in(t, "failover", func(t *testing.T) {
+		c := s.startClient("caddy1", "failover", "-room", "failover-room", "-n", "2")
+		c.next(90 * time.Second) // joined
+		host := s.nodeIDs("caddy1")[s.redisHash("room_node_map")["failover-room"]]
+		if host == "" {
+			t.Fatal("failover-room has no node in room_node_map")
+		}
+		id := s.container(host)
+		// The client starts rejoining once docker kill has returned (so no attempt can reach the
+		// node before it is dead); the time counts from before the kill.
+		killed := time.Now()
+		if out, err := exec.Command("docker", "kill", id).CombinedOutput(); err != nil {
+			t.Fatalf("docker kill %s: %v %s", host, err, out)
+		}
+		killTook := time.Since(killed)
+		c.send("kill")
+		r := c.next(90 * time.Second)
+		hostMs := int64(r["rejoined_unix_ms"].(float64)) - killed.UnixMilli()
+		t.Logf("killed %s (host of failover-room); first successful rejoin through caddy1 %d ms after the kill "+
+			"(docker kill took %d ms; %v ms from its return, %v attempt(s), errors before: %v)", host, hostMs,
+			killTook.Milliseconds(), r["ms"], r["attempts"], r["errors"])
+		// The earlier participants' events, in ms from the kill too (the client counts from the line).
+		offset := int64(r["kill_line_unix_ms"].(float64)) - killed.UnixMilli()
+		earlier := c.next(60 * time.Second)
+		for _, p := range earlier["participants"].([]any) {
+			p := p.(map[string]any)
+			ms := func(k string) string {
+				if v, ok := p[k].(float64); ok {
+					return fmt.Sprintf("%d ms", int64(v)+offset)
+				}
+				return "never"
+			}
+			t.Logf("%s joined before the kill: reconnecting %s, reconnected %s, disconnected %s after the kill; state %v",
+				p["identity"], ms("reconnecting_ms"), ms("reconnected_ms"), ms("disconnected_ms"), p["state"])
+		}
+		c.wait(30 * time.Second)
+		ws := s.wsConnected(nodes...)
+		landed := ws["failover-room-rejoiner"]
+		if len(landed) == 0 || landed[len(landed)-1] == host {
+			t.Errorf("the rejoin landed on %v; the killed node was %s", landed, host)
+		}
+		deadIP := strings.Split(s.vars["NODES"], ",")[int(host[len(host)-1]-'1')]
+		s.in(t, "verify-problems", func(t *testing.T) { verifyProblems(t, s, deadIP) })
+	})
+}
+
+// verifyProblems: deploy.sh verify fails, one line per problem, after the failover (a dead node) and
+// with an eviction policy set on Redis behind its back.
+func verifyProblems(t *testing.T, s *stack, deadNode string) {
+	s.dockerExec("redis", "redis-cli", "config", "set", "maxmemory-policy", "allkeys-lru")
+	out, err := s.deploySh("verify")
+	t.Logf("deploy.sh verify with a dead node and allkeys-lru:\n%s", out)
+	if err == nil {
+		t.Fatal("deploy.sh verify passed")
+	}
+	if strings.Contains(out, `"level"`) {
+		t.Errorf("Caddy's logs in deploy.sh verify's output")
+	}
+	for _, want := range []string{"PROBLEM: Redis maxmemory-policy is allkeys-lru", "PROBLEM: node " + deadNode} {
+		if !strings.Contains(out, want) {
+			t.Errorf("deploy.sh verify output lacks %q", want)
+		}
+	}
+}
+
+// Upgrade: a single node with rooms, then NODES with three entries and deploy again: every Redis
+// key but the nodes' own registrations survives unchanged, and deploy.sh verify passes.
+func TestUpgradeSingleToCluster(t *testing.T) {
+	s := newStack(t, 1)
+	s.mustDeploySh("deploy")
+	for i := 0; i < 4; i++ {
+		s.createRoom("CADDY_PORT", fmt.Sprintf("upgrade-%d", i), "alice")
+	}
+	s.dockerExec("redis", "redis-cli", "set", "app:marker", "kept")
+	before := s.redisKeys()
+	rooms := s.redisHash("room_node_map")
+	if len(rooms) != 4 {
+		t.Fatalf("room_node_map before the upgrade: %v", rooms)
+	}
+
+	redisBefore := s.container("redis")
+	s.set("NODES", s.nodeList(3))
+	s.writeEnv()
+	s.mustDeploySh("deploy")
+	after := s.redisKeys()
+	t.Logf("Redis container kept by the upgrade: %v", s.container("redis") == redisBefore)
+	var changed, volatile []string
+	same := 0
+	for k, v := range before {
+		switch {
+		case k == "nodes": // rewritten by every node every 2 s
+		case v.PTTL > 0: // LiveKit's short-lived keys (expiry set by LiveKit itself)
+			volatile = append(volatile, fmt.Sprintf("%s (%s, ttl %dms)", k, v.Type, v.PTTL))
+		case after[k] == (keyState{}):
+			changed = append(changed, k+" (gone)")
+		case after[k].Content != v.Content:
+			changed = append(changed, k+" (changed)")
+		default:
+			same++
+		}
+	}
+	sort.Strings(changed)
+	if len(changed) > 0 {
+		t.Errorf("keys not kept by the upgrade: %v", changed)
+	}
+	if !reflect.DeepEqual(s.redisHash("room_node_map"), rooms) {
+		t.Errorf("room_node_map before %v, after %v", rooms, s.redisHash("room_node_map"))
+	}
+	t.Logf("%d keys before, %d after the upgrade: %d kept with the same content, `nodes` rewritten, not compared (expiring): %v",
+		len(before), len(after), same, volatile)
+	if ids := s.nodeIDs("caddy1"); len(ids) < 3 {
+		t.Errorf("nodes after the upgrade: %v", ids)
+	}
+	out := s.mustDeploySh("verify")
+	t.Logf("deploy.sh verify: %s", strings.TrimSpace(out))
+}
+
+// Backup, then restore into an empty Redis (a fresh project): every key comes back with the
+// same DUMP.
+func TestBackupRestore(t *testing.T) {
+	a := newStack(t, 1)
+	a.mustDeploySh("deploy")
+	for i := 0; i < 3; i++ {
+		a.createRoom("CADDY_PORT", fmt.Sprintf("backup-%d", i), "alice")
+	}
+	a.dockerExec("caddy", "caddy", "livekit", "drain", a.vars["NODES"], "--config", "/etc/caddy/Caddyfile")
+	a.dockerExec("redis", "redis-cli", "set", "app:ttl-key", "v", "EX", "3600")
+	// Freeze A's Redis: a killed node leaves its `nodes` entry as it was (no stats updates, no
+	// unregistering), so A's keys can be compared with the restored ones afterwards.
+	if out, err := exec.Command("docker", "kill", a.container("livekit1")).CombinedOutput(); err != nil {
+		t.Fatalf("docker kill livekit1: %v %s", err, out)
+	}
+	file := filepath.Join(t.TempDir(), "backup.tar.gz")
+	a.mustDeploySh("backup", file)
+	live := a.redisKeys()
+	backup := readBackup(t, file)
+	for k, v := range live {
+		if _, ok := backup[k]; !ok && v.PTTL < 0 {
+			t.Errorf("key %s is in Redis but not in the backup", k)
+		}
+	}
+	for _, k := range []string{"nodes", "room_node_map", "rooms", "caddy_livekit:drained", "app:ttl-key"} {
+		if _, ok := backup[k]; !ok {
+			t.Errorf("backup lacks %s (has %d keys)", k, len(backup))
+		}
+	}
+
+	// The same settings (secrets included) in a new project: its Redis volume is new and empty.
+	b := newStack(t, 1)
+	for _, k := range []string{"REDIS_PASSWORD", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "CREATE_ROOM_KEY"} {
+		b.set(k, a.vars[k])
+	}
+	b.writeEnv()
+	b.mustDeploySh("restore", file)
+	restored := b.redisKeys()
+	if len(restored) != len(backup) {
+		t.Errorf("restored %d keys, the backup has %d", len(restored), len(backup))
+	}
+	identical, sameContent := 0, 0
+	for k, sum := range backup {
+		r, ok := restored[k]
+		switch {
+		case !ok:
+			t.Errorf("key %s of the backup is not in the restored Redis", k)
+		case r.Dump == sum:
+			identical++
+		case live[k].Content == r.Content && live[k].Type == r.Type:
+			sameContent++ // a hashtable-encoded hash: same fields, another order in DUMP
+		default:
+			t.Errorf("key %s (%s): restored content differs from the original", k, r.Type)
+		}
+	}
+	t.Logf("round-tripped %d keys: %d with a byte-identical DUMP, %d with the same content (hash field order in DUMP differs)",
+		len(backup), identical, sameContent)
+	if ttl := strings.TrimSpace(b.dockerExec("redis", "redis-cli", "ttl", "app:ttl-key")); ttl == "-1" || ttl == "-2" {
+		t.Errorf("app:ttl-key lost its TTL: %s", ttl)
+	}
+	b.mustDeploySh("deploy") // the restored state serves: nodes start on it
+	b.mustDeploySh("verify")
+}
+
+// readBackup returns key -> SHA-1 of DUMP from a deploy.sh backup archive.
+func readBackup(t *testing.T, file string) map[string]string {
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	out := map[string]string{}
+	seen := map[string]bool{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		seen[h.Name] = true
+		if h.Name == "config/env.redacted" {
+			b, _ := io.ReadAll(tr)
+			if strings.Contains(string(b), "pw-") || !strings.Contains(string(b), "REDIS_PASSWORD=<redacted>") {
+				t.Errorf("env in the backup is not redacted:\n%s", b)
+			}
+		}
+		if h.Name != "redis.jsonl" {
+			continue
+		}
+		sc := bufio.NewScanner(tr)
+		sc.Buffer(make([]byte, 1<<20), 64<<20)
+		for sc.Scan() {
+			var e struct {
+				Key  string `json:"key"`
+				Dump string `json:"dump"`
+			}
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				t.Fatal(err)
+			}
+			raw, err := base64.StdEncoding.DecodeString(e.Dump)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := sha1.Sum(raw)
+			out[e.Key] = hex.EncodeToString(sum[:])
+		}
+	}
+	for _, n := range []string{"MANIFEST", "redis.jsonl", "config/Caddyfile", "config/env.redacted"} {
+		if !seen[n] {
+			t.Errorf("backup lacks %s", n)
+		}
+	}
+	return out
+}
