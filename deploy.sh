@@ -23,6 +23,19 @@ ENV_FILE=${ENV_FILE:-$root/.env}
 log() { echo "deploy: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# new_env writes a first .env from .env.example with fresh random secrets, so
+# that `./deploy.sh deploy` alone brings up a working single node.
+new_env() {
+	rand() { head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c "$1"; }
+	sed -e "s|^REDIS_PASSWORD=.*|REDIS_PASSWORD=$(rand 32)|" \
+		-e "s|^LIVEKIT_API_KEY=.*|LIVEKIT_API_KEY=API$(rand 12)|" \
+		-e "s|^LIVEKIT_API_SECRET=.*|LIVEKIT_API_SECRET=$(rand 40)|" \
+		-e "s|^CREATE_ROOM_KEY=.*|CREATE_ROOM_KEY=$(rand 32)|" \
+		"$root/.env.example" >"$ENV_FILE"
+	chmod 600 "$ENV_FILE"
+	log "wrote $ENV_FILE with new random secrets (edit NODES, DOMAIN and the rest there)"
+}
+
 load_env() {
 	if [ -f "$ENV_FILE" ]; then
 		set -a
@@ -30,7 +43,9 @@ load_env() {
 		. "$ENV_FILE"
 		set +a
 	elif [ "${1:-}" = required ]; then
-		die "$ENV_FILE not found: copy .env.example to .env and fill it in"
+		new_env
+		load_env
+		return
 	fi
 	: "${COMPOSE_PROJECT_NAME:=livekit}"
 	: "${REDIS_IMAGE:=local/redis:7}"
