@@ -48,15 +48,18 @@ func leastLoaded(nodes []*Node, measure string, now time.Time, window time.Durat
 			p = n.health.pending(now, window)
 		}
 		c := candidate{node: n, rooms: n.Rooms + p}
+		// a pending placement counts as one more room, or as one tolerance
+		// step of load: a load average moves over a minute, so without this a
+		// burst would pile onto the node whose last sample was lowest
 		switch measure {
 		case MeasureCPULoad:
-			c.primary = n.CPULoad
+			c.primary = n.CPULoad + float64(p)*loadTolerance
 		case MeasureRooms:
 			c.primary = float64(n.Rooms + p)
 		case MeasureClients:
 			c.primary = float64(n.Clients + p)
 		default:
-			c.primary = n.Sysload
+			c.primary = n.Sysload + float64(p)*loadTolerance
 		}
 		if len(best) == 0 {
 			best = append(best, c)

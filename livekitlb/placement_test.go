@@ -119,3 +119,18 @@ func BenchmarkLeastLoaded100Nodes(b *testing.B) {
 		leastLoaded(nodes, MeasureSysload, now, 5*time.Second, func(*Node) bool { return true })
 	}
 }
+
+// A node whose load sample is lower takes more of a burst, not all of it.
+func TestBurstOnUnevenLoadSpreads(t *testing.T) {
+	nodes := []*Node{node("low", 0.10, 0, 0, 0), node("mid", 0.30, 0, 0, 0), node("high", 0.32, 0, 0, 0)}
+	now := time.Now()
+	count := map[string]int{}
+	for range 20 {
+		n := leastLoaded(nodes, MeasureSysload, now, 5*time.Second, func(*Node) bool { return true })
+		n.health.markPlaced(now)
+		count[n.ID]++
+	}
+	if count["low"] >= 20 || count["mid"] == 0 || count["high"] == 0 || count["low"] <= count["mid"] {
+		t.Fatalf("burst of 20 placed %v: want most on low, some on each", count)
+	}
+}
