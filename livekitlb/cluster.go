@@ -28,7 +28,9 @@ type Cluster struct {
 	RefreshInterval caddy.Duration `json:"refresh_interval,omitempty"`
 	// Stats older than this make a node unavailable (LiveKit's rule). Default 5s.
 	StaleAfter caddy.Duration `json:"stale_after,omitempty"`
-	// How long a room's placement is remembered without asking Redis. Default 5s.
+	// How long a room's placement is trusted without asking Redis. Default
+	// 30s: a stale entry is safe, since LiveKit relays to the node
+	// room_node_map names, and a dead node is caught by the probes.
 	PlacementCache caddy.Duration `json:"placement_cache,omitempty"`
 	// Bound on every Redis operation a request may wait for. Default 1s.
 	RedisTimeout caddy.Duration `json:"redis_timeout,omitempty"`
@@ -70,7 +72,7 @@ func (c Cluster) resolved() (Cluster, error) {
 	}
 	def(&c.RefreshInterval, time.Second)
 	def(&c.StaleAfter, 5*time.Second)
-	def(&c.PlacementCache, 5*time.Second)
+	def(&c.PlacementCache, 30*time.Second)
 	def(&c.RedisTimeout, time.Second)
 	def(&c.FailDuration, 5*time.Second)
 	def(&c.ProbeInterval, 250*time.Millisecond)

@@ -84,8 +84,16 @@ func CountCreateRoom(status string) {
 	metrics.CreateRoom.WithLabelValues(status).Inc()
 }
 
+// routeCounters holds one counter per outcome, so that counting a request
+// is an atomic add, not a label lookup.
+var routeCounters sync.Map // Outcome -> prometheus.Counter
+
 func countRoute(o Outcome) {
-	metrics.routes.WithLabelValues(string(o)).Inc()
+	c, ok := routeCounters.Load(o)
+	if !ok {
+		c, _ = routeCounters.LoadOrStore(o, metrics.routes.WithLabelValues(string(o)))
+	}
+	c.(prometheus.Counter).Inc()
 }
 
 // nodeGauges publishes a snapshot's nodes and drops the series of gone ones.

@@ -110,3 +110,16 @@ func (h *nodeHealth) pending(now time.Time, window time.Duration) int {
 	h.placed = h.placed[i:]
 	return len(h.placed)
 }
+
+// unmarkPlaced forgets the placement marked at t (the write lost).
+func (h *nodeHealth) unmarkPlaced(t time.Time) {
+	n := t.UnixNano()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i := len(h.placed) - 1; i >= 0; i-- {
+		if h.placed[i] == n {
+			h.placed = append(h.placed[:i], h.placed[i+1:]...)
+			return
+		}
+	}
+}

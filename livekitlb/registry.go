@@ -27,6 +27,7 @@ type Registry struct {
 	snap    atomic.Pointer[snapshot]
 	cache   *placementCache
 	lookups singleflight.Group
+	placeMu sync.Mutex // choosing a node and counting it pending are one step
 
 	healthMu sync.Mutex
 	health   map[string]*nodeHealth

@@ -117,16 +117,7 @@ func (r *Registry) resolve(ctx context.Context, room string) (decision, error) {
 				}
 			}
 		}
-		target := leastLoaded(snap.nodes, r.settings.measure, now, r.settings.staleAfter, func(n *Node) bool {
-			return n.placeable(now)
-		})
-		if cur == "" {
-			// a Redis that came back empty forgot a running room: put it
-			// back where its participants are, not where load says
-			if n := snap.byID[r.rememberedNode(room, now)]; n != nil && n.routable(now) {
-				target = n
-			}
-		}
+		target := r.choose(snap, room, cur, now)
 		if target == nil {
 			return decision{}, ErrNoNode
 		}
@@ -137,10 +128,10 @@ func (r *Registry) resolve(ctx context.Context, room string) (decision, error) {
 			winner, err = r.store.ReplaceRoom(ctx, room, cur, target.ID)
 		}
 		if err != nil {
+			target.health.unmarkPlaced(now)
 			return decision{}, fmt.Errorf("%w: %v", ErrRedis, err)
 		}
 		if winner == target.ID {
-			target.health.markPlaced(now)
 			r.cache.put(room, target.ID, now)
 			if cur == "" {
 				outcome = OutcomePlaced
@@ -150,10 +141,36 @@ func (r *Registry) resolve(ctx context.Context, room string) (decision, error) {
 			}
 			return decision{target, outcome}, nil
 		}
+		target.health.unmarkPlaced(now)
 		metrics.conflicts.Inc()
 		cur, outcome = winner, OutcomeFollowed
 	}
 	return decision{}, fmt.Errorf("%w: placement of room kept changing", ErrNoNode)
+}
+
+// choose picks the node for a new placement of room and counts it as
+// pending at once: placements of different rooms run concurrently, and each
+// must see the ones before it, or a burst lands on one node.
+func (r *Registry) choose(snap *snapshot, room, cur string, now time.Time) *Node {
+	r.placeMu.Lock()
+	defer r.placeMu.Unlock()
+	var target *Node
+	if cur == "" {
+		// a Redis that came back empty forgot a running room: put it back
+		// where its participants are, not where load says
+		if n := snap.byID[r.rememberedNode(room, now)]; n != nil && n.routable(now) {
+			target = n
+		}
+	}
+	if target == nil {
+		target = leastLoaded(snap.nodes, r.settings.measure, now, r.settings.staleAfter, func(n *Node) bool {
+			return n.placeable(now)
+		})
+	}
+	if target != nil {
+		target.health.markPlaced(now)
+	}
+	return target
 }
 
 // anyNode chooses a node for a request that names no room: the least loaded

@@ -383,3 +383,34 @@ func TestRoomsRememberedAcrossEmptyRedis(t *testing.T) {
 		t.Fatalf("a new room after the outage went to %s, want the less loaded ND_a", n.ID)
 	}
 }
+
+// Placements of different rooms at the same moment still spread: choosing a
+// node and counting it pending are one step.
+func TestConcurrentNewRoomsSpread(t *testing.T) {
+	f := newFakeStore()
+	for i := range 3 {
+		f.setNode(lkNode(fmt.Sprint("ND_", i), fmt.Sprint("10.0.0.", i+1), serving, 0, 0))
+	}
+	s := testSettings()
+	s.measure = MeasureRooms
+	r := newTestRegistry(t, f, s)
+	r.store = &slowStore{fakeStore: f, delay: 20 * time.Millisecond}
+	var wg sync.WaitGroup
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mustRoute(t, r, fmt.Sprint("burst-", i))
+		}()
+	}
+	wg.Wait()
+	count := map[string]int{}
+	for i := range 30 {
+		count[f.room(fmt.Sprint("burst-", i))]++
+	}
+	for id, n := range count {
+		if n != 10 {
+			t.Fatalf("30 concurrent new rooms placed %v; %s got %d, want 10 each", count, id, n)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/livekit/protocol/auth"
@@ -15,7 +16,7 @@ import (
 // access_token query parameter (JS SDK) or an Authorization bearer
 // (server-sdk-go v2.19).
 func tokenFromRequest(r *http.Request) string {
-	if t := r.URL.Query().Get("access_token"); t != "" {
+	if t := queryParam(r.URL.RawQuery, "access_token"); t != "" {
 		return t
 	}
 	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
@@ -77,4 +78,24 @@ func roomOf(g *auth.ClaimGrants) string {
 		return ""
 	}
 	return g.Video.Room
+}
+
+// queryParam finds one parameter without building the whole query map
+// (url.Values) on every request.
+func queryParam(raw, name string) string {
+	for raw != "" {
+		var kv string
+		kv, raw, _ = strings.Cut(raw, "&")
+		k, v, _ := strings.Cut(kv, "=")
+		if k != name {
+			continue
+		}
+		if strings.ContainsAny(v, "%+") {
+			if u, err := url.QueryUnescape(v); err == nil {
+				return u
+			}
+		}
+		return v
+	}
+	return ""
 }

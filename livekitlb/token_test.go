@@ -109,3 +109,20 @@ func expired(t *testing.T) string {
 	}
 	return tok
 }
+
+func TestQueryParam(t *testing.T) {
+	for raw, want := range map[string]string{
+		"access_token=abc":                       "abc",
+		"auto_subscribe=1&access_token=a.b.c":    "a.b.c",
+		"x_access_token=no&access_token=yes":     "yes",
+		"access_token=a%2Eb":                     "a.b",
+		"sdk=go&version=2":                       "",
+		"":                                       "",
+		"access_token":                           "",
+		"access_token=first&access_token=second": "first",
+	} {
+		if got := queryParam(raw, "access_token"); got != want {
+			t.Errorf("queryParam(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}
