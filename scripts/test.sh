@@ -34,8 +34,10 @@ mkdir -p "$(dirname "$CADDY_BIN")"
 go build -o "$CADDY_BIN" ./cmd/caddy
 # Redis outages of LKLB_OUTAGE_SECONDS (60 in a full run, see BENCHMARKS.md)
 export LKLB_OUTAGE_SECONDS="${LKLB_OUTAGE_SECONDS:-15}"
-export LKBENCH_SHORT="${LKBENCH_SHORT:-1}"
 (cd integration && go test -count=1 -timeout 25m ./...)
+
+step "benchmark against stock Caddy and direct connections (smoke: the short run prints its tables)"
+(cd integration && go test -count=1 -run '^$' -bench . -benchtime 1x -short -timeout 15m ./bench/)
 
 step "Docker deployment tests"
 LIVEKIT_BIN="${LIVEKIT_BIN:-$(command -v livekit-server)}" bash scripts/test-compose.sh
