@@ -383,7 +383,8 @@ func (o *outageRun) checkLog() {
 			e.Msg = "(not JSON)"
 		}
 		counts[strings.TrimSpace(e.Level+" "+e.Msg)]++
-		if e.Msg != logRedisDown && strings.Contains(strings.ToLower(line), "redis") {
+		// the recovery line may come before the test has seen Redis answer
+		if e.Msg != logRedisDown && e.Msg != logRedisUp && strings.Contains(strings.ToLower(line), "redis") {
 			aboutRedis = append(aboutRedis, line)
 		}
 	}
