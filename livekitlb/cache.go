@@ -62,10 +62,10 @@ func (c *placementCache) len() int {
 	return len(c.cur) + len(c.old)
 }
 
-// all copies every cached placement, fresh or not (on a Redis recovery).
-func (c *placementCache) all() map[string]string {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
+// clear empties the cache and returns what it held, fresh or not.
+func (c *placementCache) clear() map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	out := make(map[string]string, len(c.cur)+len(c.old))
 	for room, p := range c.old {
 		out[room] = p.nodeID
@@ -73,5 +73,6 @@ func (c *placementCache) all() map[string]string {
 	for room, p := range c.cur {
 		out[room] = p.nodeID
 	}
+	c.cur, c.old = map[string]cachedPlacement{}, map[string]cachedPlacement{}
 	return out
 }

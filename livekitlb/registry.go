@@ -242,7 +242,12 @@ func (r *Registry) redisState(ok bool, err error) {
 	}
 	if ok {
 		r.outageEnd = time.Now()
-		r.remembered.Store(&rememberedPlacements{rooms: r.cache.all(), until: time.Now().Add(afterOutage)})
+		// Redis may have come back empty: check every room with it again
+		// (the cache would send joins to a node that finds no placement and
+		// lets LiveKit's own selector place the room elsewhere), and write
+		// back the remembered placement where it is missing
+		r.remembered.Store(&rememberedPlacements{rooms: r.cache.clear(), until: time.Now().Add(afterOutage),
+			wait: time.Now().Add(2 * r.settings.staleAfter)})
 	} else {
 		r.outageStart, r.outageEnd = time.Now(), time.Time{}
 	}
@@ -275,15 +280,18 @@ func (r *Registry) markDown(n *Node, now time.Time) {
 
 type rememberedPlacements struct {
 	rooms map[string]string
-	until time.Time
+	until time.Time // trusted until then
+	wait  time.Time // until then a remembered node not yet registered again is waited for
 }
 
 // rememberedNode returns the node room was on before the last Redis outage,
-// within afterOutage of its end.
-func (r *Registry) rememberedNode(room string, now time.Time) string {
+// within afterOutage of its end, and whether a node that has not registered
+// again yet is still worth waiting for.
+func (r *Registry) rememberedNode(room string, now time.Time) (string, bool) {
 	m := r.remembered.Load()
 	if m == nil || now.After(m.until) {
-		return ""
+		return "", false
 	}
-	return m.rooms[room]
+	id := m.rooms[room]
+	return id, id != "" && now.Before(m.wait)
 }

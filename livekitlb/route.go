@@ -157,9 +157,13 @@ func (r *Registry) choose(snap *snapshot, room, cur string, now time.Time) *Node
 	var target *Node
 	if cur == "" {
 		// a Redis that came back empty forgot a running room: put it back
-		// where its participants are, not where load says
-		if n := snap.byID[r.rememberedNode(room, now)]; n != nil && n.routable(now) {
+		// where its participants are, not where load says; nodes re-register
+		// one by one, so wait a little for that one rather than split the room
+		id, waiting := r.rememberedNode(room, now)
+		if n := snap.byID[id]; n != nil && n.routable(now) {
 			target = n
+		} else if n == nil && waiting {
+			return nil
 		}
 	}
 	if target == nil {

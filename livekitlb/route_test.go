@@ -414,3 +414,28 @@ func TestConcurrentNewRoomsSpread(t *testing.T) {
 		}
 	}
 }
+
+// Nodes register again one by one after an empty Redis: a room waits for
+// its own node (503, retry) instead of being placed on the first one back.
+func TestRememberedNodeIsWaitedFor(t *testing.T) {
+	f, r := twoNodes(t)
+	f.rooms["running"] = "ND_b"
+	mustRoute(t, r, "running")
+	f.setErr(errDown)
+	r.refresh(context.Background())
+	f.mu.Lock()
+	f.rooms = map[string]string{}
+	delete(f.nodes, "ND_b") // not registered again yet
+	f.mu.Unlock()
+	f.setErr(nil)
+	r.refresh(context.Background())
+	r.cache.drop("running")
+	if _, _, err := r.Route(context.Background(), "running"); !errors.Is(err, ErrNoNode) || f.room("running") != "" {
+		t.Fatalf("room placed (%q, %v) before its node registered again", f.room("running"), err)
+	}
+	f.setNode(lkNode("ND_b", "10.0.0.2", serving, 0.9, 0))
+	r.refresh(context.Background())
+	if n, _ := mustRoute(t, r, "running"); n.ID != "ND_b" {
+		t.Fatalf("room went to %s, want its node ND_b", n.ID)
+	}
+}
