@@ -98,19 +98,7 @@ func parseLiveKitLB(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 // unmarshal reads livekit_lb's own options; every other subdirective is
 // collected for the reverse_proxy.
 func (lb *Handler) unmarshal(d *caddyfile.Dispenser, proxy *[]caddyfile.Token) error {
-	if d.NextArg() {
-		lb.Redis.Address = d.Val()
-		if d.NextArg() {
-			return d.ArgErr()
-		}
-	}
-	for d.NextBlock(0) {
-		if ok, err := lb.Cluster.UnmarshalOption(d); ok || err != nil {
-			if err != nil {
-				return err
-			}
-			continue
-		}
+	return lb.Cluster.UnmarshalCaddyfileBlock(d, "livekit_lb", func(d *caddyfile.Dispenser) error {
 		switch d.Val() {
 		case "api_key":
 			if !d.AllArgs(&lb.APIKey) {
@@ -125,9 +113,35 @@ func (lb *Handler) unmarshal(d *caddyfile.Dispenser, proxy *[]caddyfile.Token) e
 		default:
 			*proxy = append(*proxy, d.NextSegment()...)
 		}
+		return nil
+	})
+}
+
+// UnmarshalCaddyfileBlock reads what every directive embedding Cluster
+// shares: an optional Redis address argument, then a block whose cluster
+// options are taken here and whose other subdirectives go to own. It fails
+// when no Redis was given.
+func (c *Cluster) UnmarshalCaddyfileBlock(d *caddyfile.Dispenser, directive string, own func(*caddyfile.Dispenser) error) error {
+	if d.NextArg() {
+		c.Redis.Address = d.Val()
+		if d.NextArg() {
+			return d.ArgErr()
+		}
 	}
-	if lb.Redis.Address == "" && len(lb.Redis.SentinelAddresses) == 0 && len(lb.Redis.ClusterAddresses) == 0 {
-		return d.Err("livekit_lb needs a redis address")
+	for d.NextBlock(0) {
+		ok, err := c.UnmarshalOption(d)
+		if err != nil {
+			return err
+		}
+		if ok {
+			continue
+		}
+		if err := own(d); err != nil {
+			return err
+		}
+	}
+	if c.Redis.Address == "" && len(c.Redis.SentinelAddresses) == 0 && len(c.Redis.ClusterAddresses) == 0 {
+		return d.Errf("%s needs a redis address", directive)
 	}
 	return nil
 }

@@ -43,73 +43,61 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
-	if d.NextArg() {
-		h.Redis.Address = d.Val()
-		if d.NextArg() {
-			return d.ArgErr()
-		}
-	}
-	for d.NextBlock(0) {
-		if ok, err := h.Cluster.UnmarshalOption(d); ok || err != nil {
+	return h.Cluster.UnmarshalCaddyfileBlock(d, "livekit_token", h.unmarshalOption)
+}
+
+// unmarshalOption reads one of the endpoint's own options.
+func (h *Handler) unmarshalOption(d *caddyfile.Dispenser) error {
+	var ok bool
+	switch name := d.Val(); name {
+	case "api_key":
+		ok = d.AllArgs(&h.APIKey)
+	case "api_secret":
+		ok = d.AllArgs(&h.APISecret)
+	case "public_url":
+		ok = d.AllArgs(&h.PublicURL)
+	case "auth_key":
+		ok = d.AllArgs(&h.AuthKey)
+	case "identity_header":
+		ok = d.AllArgs(&h.IdentityHeader)
+	case "allow_anonymous":
+		h.AllowAnonymous, ok = true, !d.NextArg()
+	case "ttl", "max_ttl", "empty_timeout":
+		var s string
+		if ok = d.AllArgs(&s); ok {
+			v, err := caddy.ParseDuration(s)
 			if err != nil {
-				return err
+				return d.Errf("%s: %v", name, err)
 			}
-			continue
+			*map[string]*caddy.Duration{"ttl": &h.TTL, "max_ttl": &h.MaxTTL, "empty_timeout": &h.EmptyTimeout}[name] = caddy.Duration(v)
 		}
-		var ok bool
-		switch name := d.Val(); name {
-		case "api_key":
-			ok = d.AllArgs(&h.APIKey)
-		case "api_secret":
-			ok = d.AllArgs(&h.APISecret)
-		case "public_url":
-			ok = d.AllArgs(&h.PublicURL)
-		case "auth_key":
-			ok = d.AllArgs(&h.AuthKey)
-		case "identity_header":
-			ok = d.AllArgs(&h.IdentityHeader)
-		case "allow_anonymous":
-			h.AllowAnonymous, ok = true, !d.NextArg()
-		case "ttl", "max_ttl", "empty_timeout":
-			var s string
-			if ok = d.AllArgs(&s); ok {
-				v, err := caddy.ParseDuration(s)
-				if err != nil {
-					return d.Errf("%s: %v", name, err)
-				}
-				*map[string]*caddy.Duration{"ttl": &h.TTL, "max_ttl": &h.MaxTTL, "empty_timeout": &h.EmptyTimeout}[name] = caddy.Duration(v)
+	case "can_publish", "can_subscribe", "can_publish_data":
+		var s string
+		if ok = d.AllArgs(&s); ok {
+			b, err := strconv.ParseBool(s)
+			if err != nil {
+				return d.Errf("%s: %v", name, err)
 			}
-		case "can_publish", "can_subscribe", "can_publish_data":
-			var s string
-			if ok = d.AllArgs(&s); ok {
-				b, err := strconv.ParseBool(s)
-				if err != nil {
-					return d.Errf("%s: %v", name, err)
-				}
-				*map[string]**bool{"can_publish": &h.CanPublish, "can_subscribe": &h.CanSubscribe, "can_publish_data": &h.CanPublishData}[name] = &b
-			}
-		case "max_participants", "max_body_bytes":
-			var s string
-			if ok = d.AllArgs(&s); ok {
-				n, err := strconv.ParseUint(s, 10, 31)
-				if err != nil {
-					return d.Errf("%s: %v", name, err)
-				}
-				if name == "max_participants" {
-					h.MaxParticipants = uint32(n)
-				} else {
-					h.MaxBodyBytes = int64(n)
-				}
-			}
-		default:
-			return d.Errf("unknown livekit_token option %q", name)
+			*map[string]**bool{"can_publish": &h.CanPublish, "can_subscribe": &h.CanSubscribe, "can_publish_data": &h.CanPublishData}[name] = &b
 		}
-		if !ok {
-			return d.ArgErr()
+	case "max_participants", "max_body_bytes":
+		var s string
+		if ok = d.AllArgs(&s); ok {
+			n, err := strconv.ParseUint(s, 10, 31)
+			if err != nil {
+				return d.Errf("%s: %v", name, err)
+			}
+			if name == "max_participants" {
+				h.MaxParticipants = uint32(n)
+			} else {
+				h.MaxBodyBytes = int64(n)
+			}
 		}
+	default:
+		return d.Errf("unknown livekit_token option %q", name)
 	}
-	if h.Redis.Address == "" && len(h.Redis.SentinelAddresses) == 0 && len(h.Redis.ClusterAddresses) == 0 {
-		return d.Err("livekit_token needs a redis address")
+	if !ok {
+		return d.ArgErr()
 	}
 	return nil
 }
