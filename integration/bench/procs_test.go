@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -196,21 +197,25 @@ func goHeap(admin string) (heap, sys int, err error) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	resp, err := adminClient.Get("http://" + admin + "/debug/vars")
+	m, err := memstats(admin)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer resp.Body.Close()
+	return int(m.HeapAlloc >> 10), int(m.Sys >> 10), nil
+}
+
+// memstats reads the Go runtime's memstats of the Caddy at admin (expvar).
+func memstats(admin string) (runtime.MemStats, error) {
 	var v struct {
-		Memstats struct {
-			HeapAlloc uint64
-			Sys       uint64
-		} `json:"memstats"`
+		Memstats runtime.MemStats `json:"memstats"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-		return 0, 0, err
+	resp, err := adminClient.Get("http://" + admin + "/debug/vars")
+	if err != nil {
+		return v.Memstats, err
 	}
-	return int(v.Memstats.HeapAlloc >> 10), int(v.Memstats.Sys >> 10), nil
+	defer resp.Body.Close()
+	err = json.NewDecoder(resp.Body).Decode(&v)
+	return v.Memstats, err
 }
 
 // cpuProfile fetches a CPU profile of seconds from the Caddy at admin into
@@ -297,21 +302,8 @@ func profileUnder(t testing.TB, admin string, seconds int, path string, work fun
 // allocs returns how many bytes and objects the Caddy at admin has
 // allocated since it started (Go's memstats TotalAlloc and Mallocs).
 func allocs(admin string) (bytes, objects uint64, err error) {
-	resp, err := adminClient.Get("http://" + admin + "/debug/vars")
-	if err != nil {
-		return 0, 0, err
-	}
-	defer resp.Body.Close()
-	var v struct {
-		Memstats struct {
-			TotalAlloc uint64
-			Mallocs    uint64
-		} `json:"memstats"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-		return 0, 0, err
-	}
-	return v.Memstats.TotalAlloc, v.Memstats.Mallocs, nil
+	m, err := memstats(admin)
+	return m.TotalAlloc, m.Mallocs, err
 }
 
 // saveURL writes what GET url answers into path.

@@ -35,10 +35,10 @@ func TestDrainingNode(t *testing.T) {
 
 	termAt := time.Now()
 	a.Term()
-	if !waitFor(10*time.Second, func() bool { st, ok := c.nodeState(aID); return ok && st == livekit.NodeState_SHUTTING_DOWN }) {
+	if !harness.Poll(10*time.Second, func() bool { st, ok := c.nodeState(aID); return ok && st == livekit.NodeState_SHUTTING_DOWN }) {
 		t.Fatalf("%s not SHUTTING_DOWN in Redis 10 s after SIGTERM", c.name(aID))
 	}
-	if !waitFor(10*time.Second, func() bool { return loggedNodeState(caddy.Logs(), aID, livekit.NodeState_SHUTTING_DOWN) }) {
+	if !harness.Poll(10*time.Second, func() bool { return loggedNodeState(caddy.Logs(), aID, livekit.NodeState_SHUTTING_DOWN) }) {
 		t.Fatalf("Caddy never logged %s as SHUTTING_DOWN", c.name(aID))
 	}
 	t.Logf("SIGTERM -> the proxy sees %s draining: %v", c.name(aID), time.Since(termAt).Round(time.Millisecond))

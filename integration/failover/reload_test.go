@@ -135,7 +135,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	mu.Lock()
 	defer mu.Unlock()
-	waitFor(20*time.Second, func() bool {
+	harness.Poll(20*time.Second, func() bool {
 		for _, cl := range joined {
 			if cl.lk.ConnectionState() != lksdk.ConnectionStateConnected {
 				return false

@@ -149,20 +149,6 @@ func (c *cluster) nodeState(id string) (livekit.NodeState, bool) {
 	return nodes[id].GetState(), true
 }
 
-// waitFor polls cond every 50 ms until it is true or timeout passes.
-func waitFor(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // loggedNodeState reports whether Caddy's log has the registry's "livekit
 // node" line for node id in state (it logs every change of state).
 func loggedNodeState(logs, id string, state livekit.NodeState) bool {

@@ -107,7 +107,7 @@ func withAdmin(caddyfile, addr string) string {
 func (c *Caddy) waitReady() {
 	c.t.Helper()
 	var listen []string
-	ok := poll(15*time.Second, func() bool {
+	ok := Poll(15*time.Second, func() bool {
 		if c.proc.exited() {
 			return true
 		}

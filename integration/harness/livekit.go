@@ -203,7 +203,7 @@ func (n *Node) AcceptedSignal(identity string) bool {
 // signal WebSocket of participant identity, and returns that node's ID (of the
 // incarnation that logged it; the first such node in nodes if several did).
 func SignalNodeOf(nodes []*Node, identity string) (nodeID string, ok bool) {
-	poll(5*time.Second, func() bool {
+	Poll(5*time.Second, func() bool {
 		for _, n := range nodes {
 			if id, found := n.signalRun(identity); found {
 				nodeID, ok = id, true
@@ -292,7 +292,7 @@ func (n *Node) waitServing() {
 	n.t.Helper()
 	r := n.current()
 	var state livekit.NodeState
-	ok := poll(nodeStartTimeout, func() bool {
+	ok := Poll(nodeStartTimeout, func() bool {
 		if r.proc.exited() {
 			return true
 		}

@@ -136,8 +136,8 @@ func tail(lines []string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// poll calls cond every 50ms until it returns true or timeout passes.
-func poll(timeout time.Duration, cond func() bool) bool {
+// Poll calls cond every 50ms until it returns true or timeout passes.
+func Poll(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for {
 		if cond() {

@@ -80,7 +80,7 @@ func (r *Redis) start() {
 		r.t.Fatal(err)
 	}
 	r.proc = p
-	ready := poll(10*time.Second, func() bool {
+	ready := Poll(10*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		return p.exited() || r.client.Ping(ctx).Err() == nil
