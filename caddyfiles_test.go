@@ -46,24 +46,56 @@ func TestCaddyfilesAdaptToGoldenJSON(t *testing.T) {
 			if err != nil {
 				t.Fatalf("adapt: %v", err)
 			}
-			var pretty bytes.Buffer
-			if err := json.Indent(&pretty, out, "", "\t"); err != nil {
-				t.Fatal(err)
+			checkGolden(t, out, strings.TrimSuffix(f, ".caddyfile")+".json")
+		})
+	}
+}
+
+// checkGolden compares adapted JSON with the golden file (rewritten with -update).
+func checkGolden(t *testing.T, out []byte, golden string) {
+	t.Helper()
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, out, "", "\t"); err != nil {
+		t.Fatal(err)
+	}
+	pretty.WriteByte('\n')
+	if *update {
+		if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run: go test . -run Golden -update)", err)
+	}
+	if !bytes.Equal(pretty.Bytes(), want) {
+		t.Fatalf("adapts to\n%s\nwant (%s)\n%s", pretty.String(), golden, want)
+	}
+}
+
+// docker/Caddyfile, the stacks' proxy, adapts for every TLS mode deploy.sh can
+// set (golden JSON in docker/testdata/, one per mode).
+func TestDockerCaddyfileTLSModes(t *testing.T) {
+	src, err := os.ReadFile("docker/Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"off", "auto", "internal", "files"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Setenv("TLS", mode)
+			t.Setenv("DOMAIN", "livekit.example.com")
+			if mode == "off" {
+				t.Setenv("DOMAIN", ":8080")
 			}
-			pretty.WriteByte('\n')
-			golden := strings.TrimSuffix(f, ".caddyfile") + ".json"
-			if *update {
-				if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
+			for _, v := range []string{"REDIS_HOST", "REDIS_PORT"} {
+				t.Setenv(v, "")
+				os.Unsetenv(v)
 			}
-			want, err := os.ReadFile(golden)
+			out, err := adapt(t, string(src))
 			if err != nil {
-				t.Fatalf("%v (run: go test . -run Golden -update)", err)
+				t.Fatalf("adapt: %v", err)
 			}
-			if !bytes.Equal(pretty.Bytes(), want) {
-				t.Fatalf("%s adapts to\n%s\nwant (%s)\n%s", f, pretty.String(), golden, want)
-			}
+			checkGolden(t, out, filepath.Join("docker", "testdata", "Caddyfile.tls-"+mode+".json"))
 		})
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
+	"unicode"
 )
 
 // defaultAllowNetworks: addresses read from Redis are dialled only inside
@@ -15,6 +17,23 @@ var defaultAllowNetworks = []string{
 	"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", // RFC 1918
 	"100.64.0.0/10", // carrier-grade NAT, common for VPN meshes
 	"fc00::/7",      // IPv6 unique local
+}
+
+// expandNetworks splits entries that hold several networks and replaces
+// "private" by the defaults. Nothing left (an empty placeholder) is nil: the
+// defaults.
+func expandNetworks(in []string) []string {
+	var out []string
+	for _, s := range in {
+		for _, n := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
+			if n == "private" {
+				out = append(out, defaultAllowNetworks...)
+			} else {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }
 
 // addressBook turns a node's advertised IP into the address to dial.

@@ -48,7 +48,7 @@ const (
 //	    }
 //	    node_port        <port>
 //	    node_address     <advertised_ip> <host:port>
-//	    allow_networks   <cidr...>
+//	    allow_networks   <cidr...|private>
 //	    refresh_interval <duration>
 //	    stale_after      <duration>
 //	    placement_cache  <duration>

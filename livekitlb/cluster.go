@@ -21,7 +21,9 @@ type Cluster struct {
 	// whose media IP is not the one the proxy should use.
 	NodeAddresses map[string]string `json:"node_addresses,omitempty"`
 	// Networks (CIDR or IP) inside which addresses read from Redis may be
-	// dialled. Default: loopback and private ranges.
+	// dialled; "private" stands for the default: loopback and private ranges.
+	// An entry may hold several, separated by spaces or commas, so that one
+	// placeholder ({env.ALLOW_NETWORKS}) can carry the list.
 	AllowNetworks []string `json:"allow_networks,omitempty"`
 
 	// How often the `nodes` hash is read. Default 1s.
@@ -54,7 +56,7 @@ var registries = caddy.NewUsagePool()
 func (c Cluster) resolved() (Cluster, error) {
 	repl := caddy.NewReplacer()
 	c.Redis = c.Redis.replaced(repl)
-	c.AllowNetworks = replaceAll(repl, c.AllowNetworks)
+	c.AllowNetworks = expandNetworks(replaceAll(repl, c.AllowNetworks))
 	c.LoadMeasure = repl.ReplaceAll(c.LoadMeasure, "")
 	if c.NodePort == 0 {
 		c.NodePort = 7880
