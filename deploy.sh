@@ -10,10 +10,16 @@
 #   ./deploy.sh down              stop and remove the containers; Redis' volume stays
 #
 # Settings come from .env beside this script (ENV_FILE=... for another file); see .env.example.
-# NODES with zero or one address runs docker/compose.single.yml, three addresses
-# docker/compose.cluster.yml. Both use the same compose project (COMPOSE_PROJECT_NAME) and so the same
-# Redis volume (<project>_redis-data): changing NODES from one to three entries and running
-# `deploy` again upgrades a single node to a cluster with every Redis key kept.
+# Variables already in the environment win over .env (as with docker compose).
+# Where the stack runs follows from NODES:
+#   - one of its addresses is this machine's (or THIS_NODE names it): this machine is that node,
+#     with host networking (docker/compose.host.yml): the same .env and the same command on every
+#     machine; Redis runs on the machine REDIS_HOST names (default: the first address).
+#   - otherwise everything runs on this machine, on a bridge network: zero or one address
+#     docker/compose.single.yml, three docker/compose.cluster.yml. Both use the same compose project
+#     (COMPOSE_PROJECT_NAME) and so the same Redis volume (<project>_redis-data): changing NODES from
+#     one to three entries and running `deploy` again upgrades a single node to a cluster with every
+#     Redis key kept.
 # See docs/deploy.md.
 set -euo pipefail
 
@@ -38,39 +44,119 @@ new_env() {
 
 load_env() {
 	if [ -f "$ENV_FILE" ]; then
+		# The caller's environment wins over .env: keep what it sets, source, put it back.
+		local k
+		declare -A keep=()
+		for k in $(sed -n 's/^[[:space:]]*\(export[[:space:]]\{1,\}\)\{0,1\}\([A-Za-z_][A-Za-z0-9_]*\)=.*/\2/p' "$ENV_FILE"); do
+			[ -z "${!k+set}" ] || keep[$k]=${!k}
+		done
 		set -a
 		# shellcheck disable=SC1090
 		. "$ENV_FILE"
 		set +a
+		for k in "${!keep[@]}"; do export "$k=${keep[$k]}"; done
 	elif [ "${1:-}" = required ]; then
 		new_env
 		load_env
 		return
 	fi
 	: "${COMPOSE_PROJECT_NAME:=livekit}"
-	: "${REDIS_IMAGE:=local/redis:7}"
-	: "${LIVEKIT_IMAGE:=local/livekit-server:v1.13.5}"
+	: "${REDIS_IMAGE:=redis:7}"
+	: "${LIVEKIT_IMAGE:=livekit/livekit-server:v1.13.5}"
 	: "${CADDY_IMAGE:=caddy-livekit:local}"
 	: "${BASE_IMAGE:=local/debian:bookworm}"
 	: "${CADDYFILE:=$root/docker/Caddyfile}"
-	export COMPOSE_PROJECT_NAME REDIS_IMAGE LIVEKIT_IMAGE CADDY_IMAGE BASE_IMAGE CADDYFILE
+	: "${TLS:=off}"
+	export COMPOSE_PROJECT_NAME REDIS_IMAGE LIVEKIT_IMAGE CADDY_IMAGE BASE_IMAGE CADDYFILE TLS
 
-	# NODES: the nodes' addresses. On this one machine they are the containers' fixed addresses
-	# on the stack's network, all in one /24 (LK_SUBNET, default: that /24).
 	IFS=, read -r -a nodes <<<"${NODES:-}"
 	local i n=()
 	for i in "${nodes[@]}"; do i=${i//[[:space:]]/}; [ -z "$i" ] || n+=("$i"); done
 	nodes=("${n[@]+"${n[@]}"}")
+	for i in "${nodes[@]}"; do
+		[[ $i =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "NODES: $i is not an IPv4 address"
+	done
+	find_this_node
+	if [ -n "${THIS_NODE:-}" ]; then
+		host_env
+	else
+		bridge_env
+	fi
+	NODES_CSV=$(IFS=,; echo "${nodes[*]}")
+	: "${ALLOW_NETWORKS:=$(allow_networks)}"
+	export ALLOW_NETWORKS
+	if docker compose version >/dev/null 2>&1; then dc_bin=(docker compose); else dc_bin=(docker-compose); fi
+}
+
+# local_addresses: "interface address" for every IPv4 address of this machine.
+local_addresses() { ip -o -4 addr show 2>/dev/null | awk '{ sub(/\/.*/, "", $4); print $2, $4 }'; }
+
+# find_this_node: THIS_NODE, when set, must be in NODES; otherwise it is the NODES address that
+# this machine has, if any.
+find_this_node() {
+	local i a
+	if [ -n "${THIS_NODE:-}" ]; then
+		for i in "${nodes[@]}"; do [ "$i" != "$THIS_NODE" ] || return 0; done
+		die "THIS_NODE=$THIS_NODE is not in NODES=${NODES:-}"
+	fi
+	for a in $(local_addresses | awk '{ print $2 }'); do
+		for i in "${nodes[@]}"; do
+			if [ "$i" = "$a" ]; then THIS_NODE=$i; return 0; fi
+		done
+	done
+}
+
+# host_env: this machine is node THIS_NODE of NODES, with host networking.
+host_env() {
+	mode=host
+	export THIS_NODE
+	: "${HOST_NETWORK:=host}"
+	network=$HOST_NETWORK
+	export HOST_NETWORK
+	# REDIS_HOST: the Redis master's address; empty: the first node, which then runs it.
+	case ${REDIS_HOST:-} in
+	"") REDIS_HOST=${nodes[0]} ;;
+	redis) die "REDIS_HOST=redis is the one-machine stacks' service name: give the Redis machine's address" ;;
+	esac
+	export REDIS_HOST
+	runs_redis=0
+	[ "$REDIS_HOST" != "$THIS_NODE" ] || runs_redis=1
+	case $TLS in
+	off) CADDY_SITE=:${CADDY_PORT:-80} ;;
+	auto | internal | files)
+		[ -n "${DOMAIN:-}" ] || die "TLS=$TLS needs DOMAIN, the name clients connect to"
+		CADDY_SITE=$DOMAIN
+		if [ "$TLS" = files ]; then
+			[ -r "${TLS_CERT_FILE:-}" ] && [ -r "${TLS_KEY_FILE:-}" ] ||
+				die "TLS=files needs TLS_CERT_FILE and TLS_KEY_FILE, readable files (got '${TLS_CERT_FILE:-}', '${TLS_KEY_FILE:-}')"
+		fi
+		;;
+	*) die "TLS=$TLS: use off, auto, internal or files" ;;
+	esac
+	export CADDY_SITE
+	caddies=(caddy)
+}
+
+# bridge_env: every container on this machine, on the stack's own bridge network. NODES are the
+# nodes' fixed container addresses there, all in one /24 (LK_SUBNET, default: that /24).
+bridge_env() {
+	local i
 	case ${#nodes[@]} in
 	0) mode=single nodes=(10.213.1.11) ;;
 	1) mode=single ;;
 	3) mode=cluster ;;
-	*) die "NODES has ${#nodes[@]} addresses: give one (single node) or three (cluster)" ;;
+	*) die "NODES has ${#nodes[@]} addresses and none is this machine's: give one (single node) or three (cluster on this machine), or set THIS_NODE" ;;
 	esac
-	for i in "${!nodes[@]}"; do
-		[[ ${nodes[i]} =~ ^([0-9]+\.[0-9]+\.[0-9]+)\.([0-9]+)$ ]] || die "NODES: ${nodes[i]} is not an IPv4 address"
-		export "LIVEKIT$((i + 1))_IP=${nodes[i]}"
+	[ "$TLS" = off ] || die "TLS=$TLS needs host networking: put this machine's address in NODES (docs/deploy.md)"
+	# Addresses of this machine's own LAN would be taken by containers: that is a NODES list meant for
+	# several machines, run on a machine that is not in it.
+	local lan
+	lan=$(local_addresses | awk '$1 !~ /^(lo|docker|br-|veth)/ { sub(/\.[0-9]+$/, "", $2); print $2 }')
+	for i in "${nodes[@]}"; do
+		! grep -qx "${i%.*}" <<<"$lan" ||
+			die "NODES: $i is on this machine's network but none of NODES is this machine: run deploy.sh on the machines NODES lists, or set THIS_NODE"
 	done
+	for i in "${!nodes[@]}"; do export "LIVEKIT$((i + 1))_IP=${nodes[i]}"; done
 	local prefix=${nodes[0]%.*}
 	if [ -z "${LK_SUBNET:-}" ]; then
 		LK_SUBNET=$prefix.0/24
@@ -79,21 +165,28 @@ load_env() {
 		done
 	fi
 	export LK_SUBNET
-	NODES_CSV=$(IFS=,; echo "${nodes[*]}")
-
-	# REDIS_HOST: the Redis master. Empty, "redis" or this machine's node address: the stack's own.
+	# REDIS_HOST: the Redis master. Empty, "redis" or the first node's address: the stack's own.
 	if [ -z "${REDIS_HOST:-}" ] || [ "$REDIS_HOST" = redis ] || [ "$REDIS_HOST" = "${nodes[0]}" ]; then
 		REDIS_HOST=redis
 	fi
 	export REDIS_HOST
-
-	if docker compose version >/dev/null 2>&1; then dc_bin=(docker compose); else dc_bin=(docker-compose); fi
 	network=${COMPOSE_PROJECT_NAME}_lk
+	runs_redis=1
 	if [ "$mode" = single ]; then
 		caddies=(caddy) ports=("${CADDY_PORT:-8080}")
 	else
 		caddies=(caddy1 caddy2) ports=("${CADDY1_PORT:-8081}" "${CADDY2_PORT:-8082}")
 	fi
+}
+
+# allow_networks: where the proxies may dial node addresses read from Redis: the private ranges,
+# and any public NODES address as itself.
+allow_networks() {
+	local i out=private
+	for i in "${nodes[@]}"; do
+		[[ $i =~ ^(10\.|127\.|192\.168\.|172\.(1[6-9]|2[0-9]|3[01])\.|100\.(6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7])\.) ]] || out+=" $i"
+	done
+	echo "$out"
 }
 
 need_secrets() {
@@ -104,14 +197,20 @@ need_secrets() {
 	[ ${#LIVEKIT_API_SECRET} -ge 32 ] || die "LIVEKIT_API_SECRET must be at least 32 characters (LiveKit's rule)"
 }
 
-dc() { "${dc_bin[@]}" -p "$COMPOSE_PROJECT_NAME" -f "$root/docker/compose.$1.yml" "${@:2}"; }
+# dc MODE ARGS...: docker compose on MODE's file; on a host with Redis, with its profile.
+dc() {
+	local profile=()
+	[ "$1" != host ] || [ "$runs_redis" != 1 ] || profile=(--profile redis)
+	"${dc_bin[@]}" -p "$COMPOSE_PROJECT_NAME" -f "$root/docker/compose.$1.yml" "${profile[@]+"${profile[@]}"}" "${@:2}"
+}
 
-# running_mode: the stack of this project that has containers (single, cluster or nothing).
+# running_mode: the stack of this project that has containers (single, cluster, host or nothing).
 running_mode() {
 	local svc
 	svc=$(docker ps -a --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" \
 		--format '{{.Label "com.docker.compose.service"}}' | sort -u)
-	if grep -qx caddy <<<"$svc"; then echo single
+	if grep -qx livekit <<<"$svc"; then echo host
+	elif grep -qx caddy <<<"$svc"; then echo single
 	elif grep -qx 'caddy[12]\|livekit[23]' <<<"$svc"; then echo cluster
 	elif [ -n "$svc" ]; then echo "$mode"; fi
 }
@@ -124,25 +223,60 @@ cmd_build() {
 	eval "$exports"
 }
 
-# ensure_images: pull an image that is missing, or build it when it cannot be pulled (local/...
-# names, our Caddy, or no registry).
+# ensure_images: every image of the stack present. One that is missing is pulled; one that cannot be
+# pulled (no registry, or our Caddy, which only exists as a local build) is built by
+# docker/build-images.sh, under its local/... name when the official one was asked for.
 ensure_images() {
-	local v missing=0
+	local v want local_name build=()
 	for v in REDIS_IMAGE LIVEKIT_IMAGE CADDY_IMAGE; do
-		image_exists "${!v}" && continue
-		if [[ ${!v} != local/* && ${!v} != caddy-livekit:* ]] && docker pull -q "${!v}" >/dev/null 2>&1; then
-			log "pulled ${!v}"
-		else
-			missing=1
+		want=${!v}
+		image_exists "$want" && continue
+		if [[ $want != local/* && $want != caddy-livekit:* ]] && docker pull -q "$want" >/dev/null 2>&1; then
+			log "pulled $want"
+			continue
 		fi
+		case $v:$want in
+		REDIS_IMAGE:local/* | LIVEKIT_IMAGE:local/* | CADDY_IMAGE:*) local_name=$want ;;
+		REDIS_IMAGE:*) local_name=local/redis:7 ;;
+		LIVEKIT_IMAGE:*:*) local_name=local/livekit-server:${want##*:} ;;
+		LIVEKIT_IMAGE:*) local_name=local/livekit-server:v1.13.5 ;;
+		esac
+		[ "$local_name" = "$want" ] || log "$want cannot be pulled: using the local build $local_name"
+		export "$v=$local_name"
+		image_exists "$local_name" || build+=("$v=$local_name")
 	done
-	if [ "$missing" = 1 ]; then
-		log "building the missing images (docker/build-images.sh)"
-		cmd_build
+	if [ ${#build[@]} -gt 0 ]; then
+		log "building the missing images (docker/build-images.sh): ${build[*]}"
+		local exports
+		exports=$(env "${build[@]}" LIVEKIT_VERSION="${LIVEKIT_IMAGE##*:}" "$root/docker/build-images.sh")
+		eval "$exports"
 	fi
 }
 
 caddy_exec() { docker exec "$(dc "$mode" ps -q "${caddies[0]}")" caddy livekit "$@" --config /etc/caddy/Caddyfile; }
+
+# proxy_target I: sets base (the URL at which caddy I answers on this machine) and curl_opts (how
+# to reach it: the public name resolved to this machine, and the CA of TLS=internal or files, which
+# a client must trust as a real one would).
+proxy_target() {
+	curl_opts=()
+	if [ "$mode" != host ]; then
+		base=http://127.0.0.1:${ports[$1]}
+	elif [ "$TLS" = off ]; then
+		base=http://127.0.0.1:${CADDY_PORT:-80}
+	else
+		base=https://$DOMAIN
+		curl_opts=(--resolve "$DOMAIN:443:127.0.0.1")
+		case $TLS in
+		internal)
+			ca_file=${ca_file:-$(mktemp)}
+			docker exec "$(dc host ps -q caddy)" cat /data/caddy/pki/authorities/local/root.crt >"$ca_file" 2>/dev/null || true
+			curl_opts+=(--cacert "$ca_file")
+			;;
+		files) curl_opts+=(--cacert "$TLS_CERT_FILE") ;;
+		esac
+	fi
+}
 
 cmd_deploy() {
 	need_secrets
@@ -152,29 +286,48 @@ cmd_deploy() {
 	if [ -n "$old" ] && [ "$old" != "$mode" ]; then
 		log "switching $COMPOSE_PROJECT_NAME from $old to $mode; Redis' volume stays"
 	fi
-	# A network whose subnet changed cannot be reused: take the old containers down first (the
-	# Redis volume is not touched).
-	local subnet
-	subnet=$(docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}}{{end}}' "$network" 2>/dev/null || true)
-	if [ -n "$subnet" ] && [ "$subnet" != "$LK_SUBNET" ]; then
-		log "network $network is $subnet, now $LK_SUBNET: recreating the containers"
-		dc "${old:-$mode}" down --remove-orphans
+	if [ "$mode" = host ]; then
+		# Other networking: nothing of the old containers can be kept (the volumes are).
+		[ -z "$old" ] || [ "$old" = host ] || dc "$old" down --remove-orphans
+	else
+		# (compose.host.yml insists on THIS_NODE, which a one-machine stack has not)
+		[ "$old" != host ] || THIS_NODE=127.0.0.1 dc host down --remove-orphans
+		# A network whose subnet changed cannot be reused: take the old containers down first (the
+		# Redis volume is not touched).
+		local subnet
+		subnet=$(docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}}{{end}}' "$network" 2>/dev/null || true)
+		if [ -n "$subnet" ] && [ "$subnet" != "$LK_SUBNET" ]; then
+			log "network $network is $subnet, now $LK_SUBNET: recreating the containers"
+			dc "${old:-$mode}" down --remove-orphans
+		fi
 	fi
 	dc "$mode" up -d --remove-orphans
-	log "waiting for the nodes to register and the proxy to route"
+	# On one machine the whole stack must come up; on one of several, this machine's node (the
+	# others may not be deployed yet: `verify` checks them all).
+	local wait_nodes=$NODES_CSV
+	[ "$mode" != host ] || wait_nodes=$THIS_NODE
+	log "waiting for node(s) $wait_nodes to register and the proxy to route"
 	local deadline=$((SECONDS + ${DEPLOY_WAIT:-90}))
-	until caddy_exec verify --nodes "$NODES_CSV" >/dev/null 2>&1; do
+	until caddy_exec verify --nodes "$wait_nodes" >/dev/null 2>&1; do
 		if [ "$SECONDS" -ge "$deadline" ]; then
-			caddy_exec verify --nodes "$NODES_CSV" || true
+			caddy_exec verify --nodes "$wait_nodes" || true
 			die "the stack is not healthy after ${DEPLOY_WAIT:-90}s (see above; ./deploy.sh status)"
 		fi
 		sleep 1
 	done
-	log "$mode stack $COMPOSE_PROJECT_NAME is up: nodes $NODES_CSV"
+	local url
+	if [ "$mode" = host ]; then
+		log "node $THIS_NODE is up ($COMPOSE_PROJECT_NAME; Redis on $REDIS_HOST; nodes $NODES_CSV)"
+		url=http://$THIS_NODE:${CADDY_PORT:-80}
+		[ "$TLS" = off ] || url=https://$DOMAIN
+	else
+		log "$mode stack $COMPOSE_PROJECT_NAME is up: nodes $NODES_CSV"
+		url=http://${HTTP_BIND:-127.0.0.1}:${ports[0]}
+	fi
 	cat <<EOF
 Create a room (the answer has the token and the URL clients connect to):
 
-  curl -sS http://${HTTP_BIND:-127.0.0.1}:${ports[0]}/api/create-room \\
+  curl -sS $url/api/create-room \\
     -H "Authorization: Bearer \$CREATE_ROOM_KEY" -H 'Content-Type: application/json' \\
     -d '{"room_name": "standup", "user_name": "Alice"}'
 EOF
@@ -185,9 +338,13 @@ json_field() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p"; }
 
 cmd_verify() {
 	need_secrets
-	local problems=0 svc out code body token room port i
+	local problems=0 svc out code body token room i services=(redis "${caddies[@]}")
 	problem() { echo "PROBLEM: $*"; problems=$((problems + 1)); }
-	for svc in redis "${caddies[@]}"; do
+	if [ "$mode" = host ]; then
+		services=(livekit caddy)
+		[ "$runs_redis" != 1 ] || services+=(redis)
+	fi
+	for svc in "${services[@]}"; do
 		out=$(dc "$mode" ps -q "$svc" 2>/dev/null || true)
 		[ -n "$out" ] && [ "$(docker inspect -f '{{.State.Running}}' "$out" 2>/dev/null)" = true ] ||
 			problem "container $svc of $COMPOSE_PROJECT_NAME ($mode) is not running"
@@ -207,27 +364,34 @@ cmd_verify() {
 		fi
 	fi
 	rm -f "$errs"
-	# The create-room endpoint and a real join's validation through every proxy.
+	# The create-room endpoint and a real join's validation through every proxy of this machine.
+	local base ca_file= curl_opts=()
 	for i in "${!caddies[@]}"; do
-		port=${ports[i]} room=deploy-verify-$(date +%s)-$i
-		body=$(curl -sS -m 10 -o - -w '\n%{http_code}' "http://127.0.0.1:$port/api/create-room" \
+		proxy_target "$i"
+		room=deploy-verify-$(date +%s)-$i
+		body=$(curl -sS -m 10 "${curl_opts[@]+"${curl_opts[@]}"}" -o - -w '\n%{http_code}' "$base/api/create-room" \
 			-H "Authorization: Bearer $CREATE_ROOM_KEY" -H 'Content-Type: application/json' \
 			-d "{\"room_name\": \"$room\", \"user_name\": \"deploy-verify\", \"ttl\": 60}" 2>&1) || true
 		code=${body##*$'\n'} body=${body%$'\n'*}
 		token=$(json_field token <<<"$body")
 		if [ "$code" != 200 ] || [ -z "$token" ]; then
-			problem "${caddies[i]}: POST /api/create-room answered $code: $(head -c 200 <<<"$body")"
+			problem "${caddies[i]}: POST $base/api/create-room answered $code: $(head -c 200 <<<"$body")"
 			continue
 		fi
-		body=$(curl -sS -m 10 -o - -w '\n%{http_code}' "http://127.0.0.1:$port/rtc/validate?access_token=$token" 2>&1) || true
+		body=$(curl -sS -m 10 "${curl_opts[@]+"${curl_opts[@]}"}" -o - -w '\n%{http_code}' "$base/rtc/validate?access_token=$token" 2>&1) || true
 		code=${body##*$'\n'} body=${body%$'\n'*}
 		[ "$code" = 200 ] || problem "${caddies[i]}: GET /rtc/validate with the new room's token answered $code: $(head -c 200 <<<"$body")"
 	done
+	[ -z "$ca_file" ] || rm -f "$ca_file"
 	if [ "$problems" -gt 0 ]; then
 		echo "Error: $problems problem(s)"
 		exit 1
 	fi
-	echo "OK: Redis, nodes $NODES_CSV, create-room and joins through ${caddies[*]}"
+	if [ "$mode" = host ]; then
+		echo "OK: Redis on $REDIS_HOST, nodes $NODES_CSV, create-room and joins through the caddy of $THIS_NODE ($base)"
+	else
+		echo "OK: Redis, nodes $NODES_CSV, create-room and joins through ${caddies[*]}"
+	fi
 }
 
 cmd_status() {
@@ -253,7 +417,9 @@ redact_env() {
 
 cmd_backup() {
 	local file=${1:?usage: deploy.sh backup FILE.tar.gz}
-	[ -n "$(dc "$mode" ps -q redis 2>/dev/null)" ] || die "Redis of $COMPOSE_PROJECT_NAME is not running"
+	# Redis of another machine: caddy livekit backup says so if it cannot be reached.
+	[ "$runs_redis" != 1 ] || [ -n "$(dc "$mode" ps -q redis 2>/dev/null)" ] || die "Redis of $COMPOSE_PROJECT_NAME is not running"
+	ensure_images
 	tmp=$(mktemp -d) && trap 'rm -rf "$tmp"' EXIT
 	chmod 777 "$tmp" # the image may run as another user
 	livekit_cmd backup /backup/redis.jsonl >&2
@@ -265,6 +431,7 @@ cmd_backup() {
 		echo "project: $COMPOSE_PROJECT_NAME"
 		echo "mode: $mode"
 		echo "nodes: $NODES_CSV"
+		echo "redis: $REDIS_HOST"
 		echo "keys: $(wc -l <"$tmp/redis.jsonl")"
 	} >"$tmp/MANIFEST"
 	(umask 077 && tar -C "$tmp" -czf "$file" MANIFEST redis.jsonl config)
@@ -281,21 +448,24 @@ cmd_restore() {
 	tar -C "$tmp" -xzf "$file" redis.jsonl
 	chmod 644 "$tmp/redis.jsonl"
 	# Only Redis needs to run: in a fresh deployment restore first, then `deploy`, so the nodes
-	# start on the restored state. A running stack stays running.
-	dc "$mode" up -d redis
-	local deadline=$((SECONDS + 60))
-	until [ "$(docker inspect -f '{{.State.Health.Status}}' "$(dc "$mode" ps -q redis)")" = healthy ]; do
-		[ "$SECONDS" -lt "$deadline" ] || die "Redis did not become healthy"
-		sleep 1
-	done
+	# start on the restored state. A running stack stays running. Redis on another machine must be
+	# up already.
+	if [ "$runs_redis" = 1 ]; then
+		dc "$mode" up -d redis
+		local deadline=$((SECONDS + 60))
+		until [ "$(docker inspect -f '{{.State.Health.Status}}' "$(dc "$mode" ps -q redis)")" = healthy ]; do
+			[ "$SECONDS" -lt "$deadline" ] || die "Redis did not become healthy"
+			sleep 1
+		done
+	fi
 	livekit_cmd restore /backup/redis.jsonl >&2
-	log "restored from $file; the configuration saved with it is in the archive's config/ (./deploy.sh deploy starts the rest)"
+	log "restored from $file into Redis on $REDIS_HOST; the configuration saved with it is in the archive's config/ (./deploy.sh deploy starts the rest)"
 }
 
 cmd_down() {
 	local m
 	m=$(running_mode)
-	dc "${m:-$mode}" down --remove-orphans
+	THIS_NODE=${THIS_NODE:-127.0.0.1} dc "${m:-$mode}" down --remove-orphans # the host file insists on THIS_NODE
 	log "containers removed; Redis' data stays in volume ${COMPOSE_PROJECT_NAME}_redis-data (docker volume rm it to wipe)"
 }
 

@@ -222,22 +222,30 @@ func Verify(ctx context.Context, reg *livekitlb.Registry, wantIPs []string) []st
 		problems = append(problems, "no LiveKit node is registered in Redis")
 	}
 	byIP := map[string]livekitlb.NodeStatus{}
+	reported := map[string]bool{} // IPs with a line already: one line per problem node
 	for _, n := range nodes {
 		if prev, ok := byIP[n.IP]; !ok || (n.Routable && !prev.Routable) {
 			byIP[n.IP] = n
 		}
+	}
+	for _, n := range nodes {
+		problem := ""
 		switch {
 		case n.Dial == "":
-			problems = append(problems, fmt.Sprintf("node %s (%s): address outside allow_networks, never dialled", n.ID, n.IP))
+			problem = "address outside allow_networks, never dialled"
 		case n.StatsAge >= 5 && n.State == "SERVING":
 			// a crashed node's entry stays until a node restarts (RemoveDeadNodes)
-			if live, ok := byIP[n.IP]; !ok || !live.Routable || live.ID == n.ID {
-				problems = append(problems, fmt.Sprintf("node %s (%s): stats %.0fs old, node not updating", n.ID, n.IP, n.StatsAge))
+			if live := byIP[n.IP]; !live.Routable || live.ID == n.ID {
+				problem = fmt.Sprintf("stats %.0fs old, node not updating", n.StatsAge)
 			}
 		case n.Unreachable:
-			problems = append(problems, fmt.Sprintf("node %s (%s): not answering on %s", n.ID, n.IP, n.Dial))
+			problem = "not answering on " + n.Dial
 		case n.State != "SERVING":
-			problems = append(problems, fmt.Sprintf("node %s (%s): state %s", n.ID, n.IP, n.State))
+			problem = "state " + n.State
+		}
+		if problem != "" {
+			problems = append(problems, fmt.Sprintf("node %s (%s): %s", n.IP, n.ID, problem))
+			reported[n.IP] = true
 		}
 	}
 	for _, ip := range wantIPs {
@@ -245,7 +253,7 @@ func Verify(ctx context.Context, reg *livekitlb.Registry, wantIPs []string) []st
 		switch {
 		case !ok:
 			problems = append(problems, fmt.Sprintf("node %s from NODES is not registered in Redis", ip))
-		case !n.Routable:
+		case !n.Routable && !reported[ip]:
 			problems = append(problems, fmt.Sprintf("node %s from NODES is registered but not routable (state %s)", ip, n.State))
 		}
 	}

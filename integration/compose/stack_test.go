@@ -108,6 +108,10 @@ type stack struct {
 	prefix  string // the /24 of the stack's network, e.g. 10.213.137
 	vars    map[string]string
 	order   []string
+	// machine: the container in whose network namespace deploy.sh runs (machines_test.go); "" for
+	// this host's. env: variables given to deploy.sh besides ENV_FILE.
+	machine string
+	env     []string
 }
 
 // in runs f as a subtest whose failures the stack's helpers report.
@@ -172,8 +176,17 @@ func (s *stack) writeEnv() {
 
 // deploySh runs deploy.sh with the stack's env file only (none of the caller's variables).
 func (s *stack) deploySh(args ...string) (string, error) {
-	cmd := exec.Command("bash", append([]string{filepath.Join(repoRoot, "deploy.sh")}, args...)...)
+	argv := append([]string{"bash", filepath.Join(repoRoot, "deploy.sh")}, args...)
+	if s.machine != "" {
+		pid, err := exec.Command("docker", "inspect", "-f", "{{.State.Pid}}", s.machine).Output()
+		if err != nil {
+			return "", fmt.Errorf("machine %s: %v", s.machine, err)
+		}
+		argv = append([]string{"nsenter", "--net=/proc/" + strings.TrimSpace(string(pid)) + "/ns/net"}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "ENV_FILE=" + filepath.Join(s.dir, ".env")}
+	cmd.Env = append(cmd.Env, s.env...)
 	for _, k := range []string{"DOCKER_HOST", "BUILD_CACHE", "GOPATH", "GOCACHE", "GOMODCACHE", "GOFLAGS"} {
 		if v := os.Getenv(k); v != "" {
 			cmd.Env = append(cmd.Env, k+"="+v)
@@ -207,7 +220,7 @@ func (s *stack) teardown() {
 		_ = exec.Command("docker", append([]string{"rm", "-f"}, f...)...).Run()
 	}
 	_ = exec.Command("docker", "network", "rm", s.project+"_lk").Run()
-	_ = exec.Command("docker", "volume", "rm", s.project+"_redis-data").Run()
+	_ = exec.Command("docker", "volume", "rm", s.project+"_redis-data", s.project+"_caddy-data").Run()
 }
 
 // container is the ID of a service's container ("" if none).
@@ -366,12 +379,18 @@ type client struct {
 	log   bytes.Buffer
 }
 
-// startClient runs lkclient against the given Caddy service (http://caddy:80 ...).
+// startClient runs lkclient on the stack's network against the given Caddy service (http://caddy:80 ...).
 func (s *stack) startClient(caddy string, args ...string) *client {
 	s.t.Helper()
+	return s.runClient([]string{"--network", s.project + "_lk"}, "http://"+caddy+":80", args...)
+}
+
+// runClient runs lkclient in a container made with the docker run options opts, against api.
+func (s *stack) runClient(opts []string, api string, args ...string) *client {
+	s.t.Helper()
 	c := &client{t: s.t, name: s.project + "-client-" + randHex(3), lines: make(chan map[string]any, 100), done: make(chan error, 1)}
-	dargs := []string{"run", "--rm", "-i", "--name", c.name, "--network", s.project + "_lk",
-		"-e", "CREATE_ROOM_KEY=" + s.vars["CREATE_ROOM_KEY"], clientImage, "-api", "http://" + caddy + ":80"}
+	dargs := append([]string{"run", "--rm", "-i", "--name", c.name}, opts...)
+	dargs = append(dargs, "-e", "CREATE_ROOM_KEY="+s.vars["CREATE_ROOM_KEY"], clientImage, "-api", api)
 	c.cmd = exec.Command("docker", append(dargs, args...)...)
 	c.cmd.Stderr = &lockedWriter{c}
 	stdout, err := c.cmd.StdoutPipe()

@@ -193,7 +193,8 @@ func pubsub(args []string) error {
 
 // rooms joins per-room participants to each of n rooms (prefix-0 ...), prints
 // one line per participant, then holds the connections until stdin closes or
-// says anything (so the test can look at Redis and the nodes meanwhile).
+// says anything (so the test can look at Redis and the nodes meanwhile). On
+// release it prints what the connections went through while held.
 func rooms(args []string) error {
 	fs := flag.NewFlagSet("rooms", flag.ExitOnError)
 	n := fs.Int("rooms", 6, "number of rooms")
@@ -206,6 +207,8 @@ func rooms(args []string) error {
 			r.Disconnect()
 		}
 	}()
+	var mu sync.Mutex
+	reconnects, disconnects := 0, 0
 	for i := 0; i < *n; i++ {
 		room := fmt.Sprintf("%s-%d", *prefix, i)
 		for j := 0; j < *per; j++ {
@@ -214,7 +217,10 @@ func rooms(args []string) error {
 			if err != nil {
 				return err
 			}
-			r, err := join(c, nil, false)
+			cb := lksdk.NewRoomCallback()
+			cb.OnReconnecting = func() { mu.Lock(); reconnects++; mu.Unlock() }
+			cb.OnDisconnected = func() { mu.Lock(); disconnects++; mu.Unlock() }
+			r, err := join(c, cb, false)
 			if err != nil {
 				return fmt.Errorf("%s joins %s via %s: %w", identity, room, c.URL, err)
 			}
@@ -224,6 +230,13 @@ func rooms(args []string) error {
 	}
 	emit(map[string]any{"event": "holding", "participants": len(joined)})
 	waitStdin()
+	states := map[string]int{}
+	for _, r := range joined {
+		states[string(r.ConnectionState())]++
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	emit(map[string]any{"event": "released", "states": states, "reconnects": reconnects, "disconnects": disconnects})
 	return nil
 }
 

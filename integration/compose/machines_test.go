@@ -1,0 +1,290 @@
+package compose
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// machines is a deployment over several machines, each a container of its own with its own address
+// on one network. deploy.sh runs on each, in the machine's network namespace (nsenter), with the one
+// .env that every machine shares; the containers it starts join that namespace
+// (HOST_NETWORK=container:<machine>) as they join the host's network on a real machine. The
+// machines share this Docker engine, hence a compose project each (COMPOSE_PROJECT_NAME in the
+// environment, which wins over .env).
+type machines struct {
+	t   *testing.T
+	env *stack   // the shared .env
+	m   []*stack // machine i's compose project
+	ips []string
+	lan string // the machines' network
+}
+
+func newMachines(t *testing.T, n int) *machines {
+	t.Helper()
+	base := newStack(t, 1)
+	ms := &machines{t: t, env: base, lan: base.project + "_lan"}
+	if out, err := exec.Command("docker", "network", "create", "--subnet", base.prefix+".0/24", ms.lan).CombinedOutput(); err != nil {
+		t.Fatalf("docker network create: %v %s", err, out)
+	}
+	var hosts []string
+	t.Cleanup(func() { // after every machine's project is gone (cleanups run last first)
+		_ = exec.Command("docker", append([]string{"rm", "-f"}, hosts...)...).Run()
+		_ = exec.Command("docker", "network", "rm", ms.lan).Run()
+	})
+	for i := 0; i < n; i++ {
+		ip := fmt.Sprintf("%s.%d", base.prefix, 11+i)
+		host := fmt.Sprintf("%s-host%d", base.project, i+1)
+		out, err := exec.Command("docker", "run", "-d", "--name", host, "--hostname", fmt.Sprintf("host%d", i+1),
+			"--network", ms.lan, "--ip", ip, env("BASE_IMAGE", "local/debian:bookworm"), "sleep", "infinity").CombinedOutput()
+		if err != nil {
+			t.Fatalf("machine %s: %v %s", host, err, out)
+		}
+		hosts = append(hosts, host)
+		m := *base
+		m.project = fmt.Sprintf("%sm%d", base.project, i+1)
+		m.machine = host
+		m.env = []string{"COMPOSE_PROJECT_NAME=" + m.project, "HOST_NETWORK=container:" + host}
+		ms.m = append(ms.m, &m)
+		ms.ips = append(ms.ips, ip)
+		t.Cleanup(m.teardown)
+	}
+	base.set("STUN_SERVERS", ms.ips[0]+":3478") // what clients are told; nothing listens there
+	base.set("TLS", "internal")
+	base.set("DOMAIN", "livekit.test")
+	return ms
+}
+
+// setNodes writes the shared .env with the first n machines in NODES.
+func (ms *machines) setNodes(n int) {
+	ms.env.set("NODES", strings.Join(ms.ips[:n], ","))
+	ms.env.writeEnv()
+}
+
+// client runs lkclient on the machines' network against https://livekit.test, which resolves to
+// machine i, trusting every machine's internal CA (each Caddy has its own).
+func (ms *machines) client(i int, args ...string) *client {
+	ms.t.Helper()
+	var bundle strings.Builder
+	for _, m := range ms.m {
+		if m.container("caddy") != "" {
+			bundle.WriteString(m.dockerExec("caddy", "cat", "/data/caddy/pki/authorities/local/root.crt"))
+		}
+	}
+	ca := filepath.Join(ms.env.dir, "ca-"+randHex(3)+".pem")
+	if err := os.WriteFile(ca, []byte(bundle.String()), 0o644); err != nil {
+		ms.t.Fatal(err)
+	}
+	opts := []string{"--network", ms.lan, "--add-host", "livekit.test:" + ms.ips[i],
+		"-v", ca + ":/etc/lkclient-ca.pem:ro", "-e", "SSL_CERT_FILE=/etc/lkclient-ca.pem"}
+	return ms.m[i].runClient(opts, "https://livekit.test", args...)
+}
+
+// wsConnected maps identity -> machines (0-based) whose node logged its WebSocket.
+func (ms *machines) wsConnected() map[string][]int {
+	out := map[string][]int{}
+	for i, m := range ms.m {
+		if m.container("livekit") == "" {
+			continue
+		}
+		for id := range m.wsConnected("livekit") {
+			out[id] = append(out[id], i)
+		}
+	}
+	return out
+}
+
+// roomMachine maps every room of room_node_map to the machine hosting it (-1: none of ours).
+func (ms *machines) roomMachine() map[string]int {
+	m1 := ms.m[0]
+	ids := m1.nodeIDs("caddy") // node ID -> livekitN, N the machine's place in NODES
+	out := map[string]int{}
+	for room, id := range m1.redisHash("room_node_map") {
+		n := 0
+		if svc, ok := ids[id]; ok {
+			fmt.Sscanf(svc, "livekit%d", &n)
+		}
+		out[room] = n - 1
+	}
+	return out
+}
+
+// in runs f as a subtest whose failures every machine's helpers report.
+func (ms *machines) in(t *testing.T, name string, f func(t *testing.T)) {
+	all := append([]*stack{ms.env}, ms.m...)
+	t.Run(name, func(t *testing.T) {
+		for _, s := range all {
+			s.t = t
+		}
+		defer func() {
+			for _, s := range all {
+				s.t = ms.t
+			}
+		}()
+		f(t)
+	})
+}
+
+func keysOf(m map[string]string) []string {
+	var k []string
+	for key := range m {
+		k = append(k, key)
+	}
+	sort.Strings(k)
+	return k
+}
+
+func containerIDs(s *stack, services ...string) map[string]string {
+	m := map[string]string{}
+	for _, svc := range services {
+		m[svc] = s.container(svc)
+	}
+	return m
+}
+
+// Several machines with one .env: one machine first, then three (the upgrade keeps every Redis key
+// and leaves the first machine's containers and participants alone); rooms spread over the three
+// machines and every WebSocket lands on its room's machine, through any machine's proxy, over TLS;
+// a machine cut off the network is routed around.
+func TestMachines(t *testing.T) {
+	ms := newMachines(t, 3)
+	m1 := ms.m[0]
+	ms.setNodes(1)
+	out := m1.mustDeploySh("deploy")
+	if !strings.Contains(out, "node "+ms.ips[0]+" is up") || !strings.Contains(out, "https://livekit.test/api/create-room") {
+		t.Fatalf("deploy.sh deploy on machine 1 did not run it as node %s with TLS:\n%s", ms.ips[0], out)
+	}
+	for _, svc := range []string{"redis", "livekit", "caddy"} {
+		if m1.container(svc) == "" {
+			t.Fatalf("machine 1 runs no %s", svc)
+		}
+	}
+	held := ms.client(0, "rooms", "-rooms", "2", "-per-room", "2", "-prefix", "before")
+	for m := held.next(90 * time.Second); m["event"] != "holding"; m = held.next(60 * time.Second) {
+	}
+	m1.dockerExec("redis", "redis-cli", "set", "app:marker", "kept")
+	keysBefore := m1.redisKeys()
+	roomsBefore := m1.redisHash("room_node_map")
+	roomRecords := m1.redisHash("rooms")
+	idsBefore := containerIDs(m1, "redis", "livekit", "caddy")
+
+	ms.in(t, "upgrade", func(t *testing.T) {
+		ms.setNodes(3)
+		for i, m := range ms.m {
+			start := time.Now()
+			out := m.mustDeploySh("deploy")
+			if !strings.Contains(out, "node "+ms.ips[i]+" is up") {
+				t.Fatalf("machine %d:\n%s", i+1, out)
+			}
+			t.Logf("machine %d (%s) deployed in %s", i+1, ms.ips[i], time.Since(start).Round(100*time.Millisecond))
+		}
+		for i, m := range ms.m[1:] {
+			if m.container("redis") != "" {
+				t.Errorf("machine %d runs a Redis; REDIS_HOST is machine 1", i+2)
+			}
+		}
+		if got := containerIDs(m1, "redis", "livekit", "caddy"); !reflect.DeepEqual(got, idsBefore) {
+			t.Errorf("machine 1's containers were replaced by the upgrade: %v, before %v", got, idsBefore)
+		}
+		after := m1.redisKeys()
+		for k, v := range keysBefore {
+			// nodes: rewritten every 2 s; rooms: LiveKit rewrites a room's record while
+			// participants are in it (compared by room below).
+			if k != "nodes" && k != "rooms" && v.PTTL < 0 && after[k].Content != v.Content {
+				t.Errorf("key %s not kept by the upgrade", k)
+			}
+		}
+		if got := keysOf(m1.redisHash("rooms")); !reflect.DeepEqual(got, keysOf(roomRecords)) {
+			t.Errorf("rooms before the upgrade %v, after %v", keysOf(roomRecords), got)
+		}
+		if got := m1.redisHash("room_node_map"); !reflect.DeepEqual(got, roomsBefore) {
+			t.Errorf("room_node_map before %v, after %v", roomsBefore, got)
+		}
+		held.t = t
+		held.send("release")
+		r := held.next(30 * time.Second)
+		held.wait(30 * time.Second)
+		t.Logf("participants held through the upgrade: %v", r)
+		if r["reconnects"] != 0.0 || r["disconnects"] != 0.0 || fmt.Sprint(r["states"]) != "map[connected:4]" {
+			t.Errorf("participants joined before the upgrade were disturbed: %v", r)
+		}
+		for i, m := range ms.m {
+			out := m.mustDeploySh("verify")
+			t.Logf("machine %d: %s", i+1, strings.TrimSpace(out))
+		}
+	})
+
+	ms.in(t, "spread", func(t *testing.T) {
+		a := ms.client(1, "rooms", "-rooms", "3", "-per-room", "2", "-prefix", "spread-a")
+		b := ms.client(2, "rooms", "-rooms", "3", "-per-room", "2", "-prefix", "spread-b")
+		var identities []string
+		for _, c := range []*client{a, b} {
+			for m := c.next(120 * time.Second); m["event"] != "holding"; m = c.next(60 * time.Second) {
+				identities = append(identities, fmt.Sprint(m["identity"]))
+				if u := fmt.Sprint(m["url"]); u != "wss://livekit.test" {
+					t.Errorf("create-room answered url %s, want the public wss://livekit.test", u)
+				}
+			}
+		}
+		rooms := ms.roomMachine()
+		ws := ms.wsConnected()
+		a.wait(30 * time.Second)
+		b.wait(30 * time.Second)
+		used := map[int]int{}
+		for _, id := range identities {
+			room := id[:strings.LastIndex(id, "-p")]
+			want := rooms[room]
+			if want < 0 {
+				t.Errorf("room %s is not hosted by a machine's node", room)
+				continue
+			}
+			used[want+1]++
+			if got := ws[id]; len(got) != 1 || got[0] != want {
+				t.Errorf("%s in room %s (machine %d): WebSocket connected on machines %v (0-based)", id, room, want+1, got)
+			}
+		}
+		t.Logf("participants per machine: %v (joined through machines 2 and 3)", used)
+		if len(used) != 3 {
+			t.Errorf("12 participants in 6 rooms used %d machine(s), want 3: %v", len(used), used)
+		}
+	})
+
+	ms.in(t, "machine-lost", func(t *testing.T) {
+		// Machine 1 holds Redis: keep new rooms off it, so the room to lose is on machine 2 or 3.
+		m1.dockerExec("caddy", "caddy", "livekit", "drain", ms.ips[0], "--config", "/etc/caddy/Caddyfile")
+		c := ms.client(0, "failover", "-room", "lost-room", "-n", "2")
+		c.next(90 * time.Second)
+		host := ms.roomMachine()["lost-room"]
+		if host < 1 {
+			t.Fatalf("lost-room is on machine %d, want 2 or 3", host+1)
+		}
+		cut := time.Now()
+		if out, err := exec.Command("docker", "network", "disconnect", "--force", ms.lan, ms.m[host].machine).CombinedOutput(); err != nil {
+			t.Fatalf("cutting machine %d off: %v %s", host+1, err, out)
+		}
+		c.send("kill")
+		r := c.next(90 * time.Second)
+		t.Logf("machine %d (host of lost-room) cut off the network; first successful rejoin through machine 1 %d ms later "+
+			"(%v attempt(s), errors before: %v)", host+1, int64(r["rejoined_unix_ms"].(float64))-cut.UnixMilli(), r["attempts"], r["errors"])
+		c.next(60 * time.Second) // the earlier participants
+		c.wait(30 * time.Second)
+		landed := ms.wsConnected()["lost-room-rejoiner"]
+		if len(landed) == 0 || landed[len(landed)-1] == host {
+			t.Errorf("the rejoin landed on machines %v (0-based); machine %d was cut off", landed, host+1)
+		}
+		out, err := m1.deploySh("verify")
+		t.Logf("deploy.sh verify on machine 1 with machine %d cut off:\n%s", host+1, out)
+		if err == nil || !strings.Contains(out, "PROBLEM: node "+ms.ips[host]+" ") {
+			t.Errorf("deploy.sh verify does not report node %s", ms.ips[host])
+		}
+		if n := strings.Count(out, ms.ips[host]); n != 1 {
+			t.Errorf("deploy.sh verify names node %s in %d lines, want one", ms.ips[host], n)
+		}
+	})
+}
