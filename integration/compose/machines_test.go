@@ -148,27 +148,51 @@ func containerIDs(s *stack, services ...string) map[string]string {
 	return m
 }
 
-// Several machines with one .env: one machine first, then three (the upgrade keeps every Redis key
-// and leaves the first machine's containers and participants alone); rooms spread over the three
+// Several machines with one .env: a one-machine try-out switched to host networking, then three
+// machines (the upgrade keeps every Redis key and leaves the first machine's containers and
+// participants alone); rooms spread over the three
 // machines and every WebSocket lands on its room's machine, through any machine's proxy, over TLS;
 // a machine cut off the network is routed around.
 func TestMachines(t *testing.T) {
 	ms := newMachines(t, 3)
 	m1 := ms.m[0]
+	// A try-out first: the one-machine stack on a bridge network (none of NODES is the machine's).
+	ms.env.set("NODES", freeSubnet(t)+".11")
+	ms.env.set("TLS", "off")
+	ms.env.writeEnv()
+	m1.mustDeploySh("deploy")
+	m1.createRoom("CADDY_PORT", "tryout-0", "alice")
+	m1.dockerExec("redis", "redis-cli", "set", "app:marker", "kept")
+
+	// The machine's own address in NODES: host networking, TLS; Redis' volume is the same.
+	ms.env.set("TLS", "internal")
 	ms.setNodes(1)
 	out := m1.mustDeploySh("deploy")
-	if !strings.Contains(out, "node "+ms.ips[0]+" is up") || !strings.Contains(out, "https://livekit.test/api/create-room") {
-		t.Fatalf("deploy.sh deploy on machine 1 did not run it as node %s with TLS:\n%s", ms.ips[0], out)
+	if !strings.Contains(out, "switching "+m1.project+" from single to host") || !strings.Contains(out, "node "+ms.ips[0]+" is up") ||
+		!strings.Contains(out, "https://livekit.test/api/create-room") {
+		t.Fatalf("deploy.sh deploy on machine 1 did not switch it to node %s with TLS:\n%s", ms.ips[0], out)
 	}
 	for _, svc := range []string{"redis", "livekit", "caddy"} {
 		if m1.container(svc) == "" {
 			t.Fatalf("machine 1 runs no %s", svc)
 		}
 	}
-	held := ms.client(0, "rooms", "-rooms", "2", "-per-room", "2", "-prefix", "before")
+	if m1.container("livekit1") != "" {
+		t.Errorf("the try-out's livekit1 is still there")
+	}
+	if got := strings.TrimSpace(m1.dockerExec("redis", "redis-cli", "get", "app:marker")); got != "kept" {
+		t.Errorf("app:marker after the switch to host networking: %q", got)
+	}
+	// tryout-0 was on the try-out's node, which closed its rooms as it stopped (LiveKit's
+	// shutdown); its participants join it again on machine 1.
+	_, placed := m1.redisHash("room_node_map")["tryout-0"]
+	t.Logf("tryout-0 still placed after the switch: %v", placed)
+	held := ms.client(0, "rooms", "-rooms", "2", "-per-room", "2", "-prefix", "tryout")
 	for m := held.next(90 * time.Second); m["event"] != "holding"; m = held.next(60 * time.Second) {
 	}
-	m1.dockerExec("redis", "redis-cli", "set", "app:marker", "kept")
+	if got := ms.wsConnected()["tryout-0-p0"]; !reflect.DeepEqual(got, []int{0}) {
+		t.Errorf("tryout-0-p0 connected on machines %v (0-based), want [0]", got)
+	}
 	keysBefore := m1.redisKeys()
 	roomsBefore := m1.redisHash("room_node_map")
 	roomRecords := m1.redisHash("rooms")
@@ -253,6 +277,28 @@ func TestMachines(t *testing.T) {
 		if len(used) != 3 {
 			t.Errorf("12 participants in 6 rooms used %d machine(s), want 3: %v", len(used), used)
 		}
+	})
+
+	ms.in(t, "backup-restore", func(t *testing.T) {
+		// From machines without Redis: deploy.sh reaches it on machine 1.
+		file := filepath.Join(t.TempDir(), "backup.tar.gz")
+		ms.m[2].mustDeploySh("backup", file)
+		backup := readBackup(t, file)
+		for _, k := range []string{"nodes", "room_node_map", "rooms", "app:marker"} {
+			if _, ok := backup[k]; !ok {
+				t.Errorf("backup from machine 3 lacks %s (has %d keys)", k, len(backup))
+			}
+		}
+		rooms := m1.redisHash("room_node_map")
+		m1.dockerExec("redis", "redis-cli", "del", "app:marker")
+		ms.m[1].mustDeploySh("restore", file)
+		if got := strings.TrimSpace(m1.dockerExec("redis", "redis-cli", "get", "app:marker")); got != "kept" {
+			t.Errorf("app:marker after a restore from machine 2: %q", got)
+		}
+		if got := m1.redisHash("room_node_map"); !reflect.DeepEqual(got, rooms) {
+			t.Errorf("room_node_map after the restore %v, before %v", got, rooms)
+		}
+		t.Logf("backup on machine 3 and restore on machine 2: %d keys", len(backup))
 	})
 
 	ms.in(t, "machine-lost", func(t *testing.T) {
