@@ -278,6 +278,13 @@ proxy_target() {
 	fi
 }
 
+# proxy_answers: this machine's first proxy answers HTTP(S) on its public side (its certificate
+# valid for DOMAIN when TLS is on): Caddy may still be starting when the nodes are already up.
+proxy_answers() {
+	proxy_target 0
+	curl -s -m 3 "${curl_opts[@]+"${curl_opts[@]}"}" -o /dev/null "$base/"
+}
+
 cmd_deploy() {
 	need_secrets
 	ensure_images
@@ -306,15 +313,17 @@ cmd_deploy() {
 	# others may not be deployed yet: `verify` checks them all).
 	local wait_nodes=$NODES_CSV
 	[ "$mode" != host ] || wait_nodes=$THIS_NODE
-	log "waiting for node(s) $wait_nodes to register and the proxy to route"
-	local deadline=$((SECONDS + ${DEPLOY_WAIT:-90}))
-	until caddy_exec verify --nodes "$wait_nodes" >/dev/null 2>&1; do
+	log "waiting for node(s) $wait_nodes to register and the proxy to answer"
+	local deadline=$((SECONDS + ${DEPLOY_WAIT:-90})) base ca_file= curl_opts=()
+	until caddy_exec verify --nodes "$wait_nodes" >/dev/null 2>&1 && proxy_answers; do
 		if [ "$SECONDS" -ge "$deadline" ]; then
 			caddy_exec verify --nodes "$wait_nodes" || true
+			proxy_answers || log "the proxy does not answer at $base"
 			die "the stack is not healthy after ${DEPLOY_WAIT:-90}s (see above; ./deploy.sh status)"
 		fi
 		sleep 1
 	done
+	[ -z "$ca_file" ] || rm -f "$ca_file"
 	local url
 	if [ "$mode" = host ]; then
 		log "node $THIS_NODE is up ($COMPOSE_PROJECT_NAME; Redis on $REDIS_HOST; nodes $NODES_CSV)"
