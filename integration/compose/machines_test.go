@@ -1,7 +1,14 @@
 package compose
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +31,7 @@ type machines struct {
 	m   []*stack // machine i's compose project
 	ips []string
 	lan string // the machines' network
+	ca  string // CA file clients trust; "": every machine's internal CA (TLS=internal)
 }
 
 func newMachines(t *testing.T, n int) *machines {
@@ -71,15 +79,18 @@ func (ms *machines) setNodes(n int) {
 // machine i, trusting every machine's internal CA (each Caddy has its own).
 func (ms *machines) client(i int, args ...string) *client {
 	ms.t.Helper()
-	var bundle strings.Builder
-	for _, m := range ms.m {
-		if m.container("caddy") != "" {
-			bundle.WriteString(m.dockerExec("caddy", "cat", "/data/caddy/pki/authorities/local/root.crt"))
+	ca := ms.ca
+	if ca == "" {
+		var bundle strings.Builder
+		for _, m := range ms.m {
+			if m.container("caddy") != "" {
+				bundle.WriteString(m.dockerExec("caddy", "cat", "/data/caddy/pki/authorities/local/root.crt"))
+			}
 		}
-	}
-	ca := filepath.Join(ms.env.dir, "ca-"+randHex(3)+".pem")
-	if err := os.WriteFile(ca, []byte(bundle.String()), 0o644); err != nil {
-		ms.t.Fatal(err)
+		ca = filepath.Join(ms.env.dir, "ca-"+randHex(3)+".pem")
+		if err := os.WriteFile(ca, []byte(bundle.String()), 0o644); err != nil {
+			ms.t.Fatal(err)
+		}
 	}
 	opts := []string{"--network", ms.lan, "--add-host", "livekit.test:" + ms.ips[i],
 		"-v", ca + ":/etc/lkclient-ca.pem:ro", "-e", "SSL_CERT_FILE=/etc/lkclient-ca.pem"}
@@ -336,4 +347,77 @@ func TestMachines(t *testing.T) {
 			t.Errorf("deploy.sh verify names node %s in %d lines, want one", ms.ips[host], n)
 		}
 	})
+}
+
+// One machine that clients reach from outside: its own address in NODES, host networking, TLS with
+// the operator's certificate (TLS=files); a participant publishes and another receives over wss.
+func TestOneMachineTLSFiles(t *testing.T) {
+	ms := newMachines(t, 1)
+	chain, key, ca := makeCertificate(t, ms.env.dir, "livekit.test")
+	ms.ca = ca
+	ms.env.set("TLS", "files")
+	ms.env.set("TLS_CERT_FILE", chain)
+	ms.env.set("TLS_KEY_FILE", key)
+	ms.setNodes(1)
+	m := ms.m[0]
+	m.mustDeploySh("deploy")
+	t.Logf("deploy.sh verify: %s", strings.TrimSpace(m.mustDeploySh("verify")))
+	c := ms.client(0, "pubsub", "-room", "tls-files-pubsub")
+	r := c.next(90 * time.Second)
+	c.wait(30 * time.Second)
+	t.Logf("pubsub: %v", r)
+	if r["ok"] != true || !strings.HasPrefix(fmt.Sprint(r["received"]), "alice/") || r["url"] != "wss://livekit.test" {
+		t.Fatalf("bob did not receive alice's track over wss://livekit.test: %v", r)
+	}
+	ws := ms.wsConnected()
+	for _, id := range []string{"alice", "bob"} {
+		if !reflect.DeepEqual(ws[id], []int{0}) {
+			t.Errorf("%s connected on machines %v, want [0]", id, ws[id])
+		}
+	}
+}
+
+// makeCertificate writes a CA, and a certificate for name it signed (chain: leaf then CA) with its
+// key, as an operator's own PKI would give them.
+func makeCertificate(t *testing.T, dir, name string) (chain, key, ca string) {
+	t.Helper()
+	newKey := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	caKey, leafKey := newKey(), newKey()
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test operator CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, caTmpl, &leafKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(leafKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemOf := func(typ string, der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}) }
+	chain, key, ca = filepath.Join(dir, "fullchain.pem"), filepath.Join(dir, "privkey.pem"), filepath.Join(dir, "ca.pem")
+	for f, b := range map[string][]byte{
+		chain: append(pemOf("CERTIFICATE", leafDER), pemOf("CERTIFICATE", caDER)...),
+		key:   pemOf("EC PRIVATE KEY", keyDER),
+		ca:    pemOf("CERTIFICATE", caDER),
+	} {
+		if err := os.WriteFile(f, b, 0o644); err != nil { // read by Caddy in its container
+			t.Fatal(err)
+		}
+	}
+	return chain, key, ca
 }
