@@ -87,7 +87,7 @@ func TestDockerCaddyfileTLSModes(t *testing.T) {
 			if mode == "off" {
 				t.Setenv("DOMAIN", ":8080")
 			}
-			for _, v := range []string{"REDIS_HOST", "REDIS_PORT"} {
+			for _, v := range []string{"REDIS_HOST", "REDIS_PORT", "LOAD_MEASURE"} {
 				t.Setenv(v, "")
 				os.Unsetenv(v)
 			}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -140,6 +141,26 @@ func (ms *machines) in(t *testing.T, name string, f func(t *testing.T)) {
 		}()
 		f(t)
 	})
+}
+
+// outOfRotation: when, and with what message, the caddy of s first logged the node at dial out of
+// rotation after since.
+func outOfRotation(s *stack, dial string, since time.Time) (time.Time, string) {
+	out, _ := exec.Command("docker", "logs", s.container("caddy")).CombinedOutput()
+	for _, line := range strings.Split(string(out), "\n") {
+		var l struct {
+			TS   float64 `json:"ts"`
+			Msg  string  `json:"msg"`
+			Dial string  `json:"dial"`
+		}
+		if json.Unmarshal([]byte(line), &l) != nil || l.Dial != dial || !strings.Contains(l.Msg, "out of rotation") {
+			continue
+		}
+		if at := time.UnixMilli(int64(l.TS * 1000)); at.After(since) {
+			return at, l.Msg
+		}
+	}
+	return time.Time{}, ""
 }
 
 func keysOf(m map[string]string) []string {
@@ -287,9 +308,10 @@ func TestMachines(t *testing.T) {
 				t.Errorf("%s in room %s (machine %d): WebSocket connected on machines %v (0-based)", id, room, want+1, got)
 			}
 		}
+		// Not all three: the rooms already there (tryout, verify's) count, wherever they are.
 		t.Logf("participants per machine: %v (joined through machines 2 and 3)", used)
-		if len(used) != 3 {
-			t.Errorf("12 participants in 6 rooms used %d machine(s), want 3: %v", len(used), used)
+		if len(used) < 2 {
+			t.Errorf("12 participants in 6 rooms used %d machine(s), want at least 2: %v", len(used), used)
 		}
 	})
 
@@ -334,6 +356,11 @@ func TestMachines(t *testing.T) {
 			"(%v attempt(s), errors before: %v)", host+1, int64(r["rejoined_unix_ms"].(float64))-cut.UnixMilli(), r["attempts"], r["errors"])
 		c.next(60 * time.Second) // the earlier participants
 		c.wait(30 * time.Second)
+		if at, msg := outOfRotation(m1, ms.ips[host]+":7880", cut); !at.IsZero() {
+			t.Logf("machine 1's proxy took the node out of rotation %d ms after the cut (%q)", at.Sub(cut).Milliseconds(), msg)
+		} else {
+			t.Errorf("machine 1's proxy never logged %s out of rotation", ms.ips[host])
+		}
 		landed := ms.wsConnected()["lost-room-rejoiner"]
 		if len(landed) == 0 || landed[len(landed)-1] == host {
 			t.Errorf("the rejoin landed on machines %v (0-based); machine %d was cut off", landed, host+1)

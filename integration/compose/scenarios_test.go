@@ -23,7 +23,17 @@ import (
 // Single node: create-room, join, publish; a second participant receives the track.
 func TestSingleNodePublishSubscribe(t *testing.T) {
 	s := newStack(t, 1)
-	s.mustDeploySh("deploy")
+	// The official images, as .env.example names them: pulled where a registry answers, the local
+	// builds otherwise.
+	s.set("REDIS_IMAGE", "redis:7")
+	s.set("LIVEKIT_IMAGE", "livekit/livekit-server:v1.13.5")
+	s.writeEnv()
+	out := s.mustDeploySh("deploy")
+	for _, img := range []string{"redis:7", "livekit/livekit-server:v1.13.5"} {
+		if !strings.Contains(out, "pulled "+img) && !strings.Contains(out, img+" cannot be pulled: using the local build") {
+			t.Errorf("deploy.sh says nothing of %s:\n%s", img, out)
+		}
+	}
 	start := time.Now()
 	c := s.startClient("caddy", "pubsub", "-room", "single-pubsub")
 	r := c.next(90 * time.Second)

@@ -139,6 +139,9 @@ func newStack(t *testing.T, nodes int) *stack {
 	s.set("CADDY1_PORT", freePort(t))
 	s.set("CADDY2_PORT", freePort(t))
 	s.set("LIVEKIT_LOG_LEVEL", "debug")
+	// Every node of these stacks shares this machine's kernel, so their load averages cannot tell
+	// them apart: place by LiveKit's room counts.
+	s.set("LOAD_MEASURE", "rooms")
 	for _, k := range []string{"REDIS_IMAGE", "LIVEKIT_IMAGE", "CADDY_IMAGE", "BASE_IMAGE"} {
 		if v := os.Getenv(k); v != "" {
 			s.set(k, v)
