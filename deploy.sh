@@ -245,12 +245,27 @@ ensure_images() {
 		export "$v=$local_name"
 		image_exists "$local_name" || build+=("$v=$local_name")
 	done
+	if image_exists "$CADDY_IMAGE" && caddy_stale; then
+		log "$CADDY_IMAGE is older than this checkout's Go sources: rebuilding it"
+		build+=("CADDY_IMAGE=$CADDY_IMAGE")
+	fi
 	if [ ${#build[@]} -gt 0 ]; then
-		log "building the missing images (docker/build-images.sh): ${build[*]}"
-		local exports
-		exports=$(env "${build[@]}" LIVEKIT_VERSION="${LIVEKIT_IMAGE##*:}" "$root/docker/build-images.sh")
+		log "building (docker/build-images.sh): ${build[*]}"
+		local exports only
+		only=$(printf '%s\n' "${build[@]}" | sed 's/_IMAGE=.*//' | tr 'A-Z\n' 'a-z ')
+		exports=$(env "${build[@]}" ONLY="$only" LIVEKIT_VERSION="${LIVEKIT_IMAGE##*:}" "$root/docker/build-images.sh")
 		eval "$exports"
 	fi
+}
+
+# caddy_stale: our Caddy image (built from this checkout) predates a change to its Go sources, as
+# after a `git pull`: deploy then rolls the new code out.
+caddy_stale() {
+	[[ $CADDY_IMAGE == caddy-livekit:* ]] || return 1
+	local created
+	created=$(docker image inspect -f '{{.Created}}' "$CADDY_IMAGE") || return 1
+	[ -n "$(find "$root" -path "$root/integration" -prune -o -path "$root/.git" -prune -o \
+		\( -name '*.go' -o -name go.mod -o -name go.sum \) -newermt "$created" -print -quit)" ]
 }
 
 caddy_exec() { docker exec "$(dc "$mode" ps -q "${caddies[0]}")" caddy livekit "$@" --config /etc/caddy/Caddyfile; }

@@ -9,6 +9,8 @@
 # org.livekit-lb.inputs). FORCE=1 rebuilds all.
 # Every tag and input below can be overridden from the environment; Go binaries are kept in
 # BUILD_CACHE (default ~/.cache/livekit-lb-images).
+# ONLY: a space-separated subset of "redis livekit caddy" to build (default: all three); the base is
+# built whenever it is missing.
 # CADDY_BIN / LIVEKIT_BIN: use these prebuilt binaries instead of building them (e.g. the ones
 # scripts/test.sh already built); the image is rebuilt when the binary's hash changes. They must run
 # on the Debian base (bookworm's glibc, or static). LIVEKIT_IMAGE's tag is not checked against it.
@@ -24,6 +26,8 @@ exec 3>&1 1>&2 # keep stdout clean for the exports; everything else is a log
 # Package built into the Caddy image: a directory of this repository, or MODULE/PATH@VERSION (stand-in).
 : "${CADDY_PKG:=./cmd/caddy}"
 : "${FORCE:=0}"
+: "${ONLY:=redis livekit caddy}"
+wanted() { [[ " $ONLY " == *" $1 "* ]]; }
 # The engine has no buildx, and the Docker 28 client refuses BuildKit without it: use the classic
 # builder, which needs no registry when every FROM is a local image.
 export DOCKER_BUILDKIT=0
@@ -152,7 +156,9 @@ copy_bin() {
 	cmp -s "$1" "$2" || cp "$1" "$2"
 }
 caddy_pid=
-if [ -n "${CADDY_BIN:-}" ]; then
+if ! wanted caddy; then
+	:
+elif [ -n "${CADDY_BIN:-}" ]; then
 	log "caddy: using CADDY_BIN=$CADDY_BIN"
 	(copy_bin "$CADDY_BIN" "$caddy_dir/caddy") &
 	caddy_pid=$!
@@ -173,7 +179,7 @@ livekit_pid=
 livekit_input=livekit=$LIVEKIT_VERSION
 [ -z "${LIVEKIT_BIN:-}" ] || livekit_input=livekit=sha256:$(sha256sum "$LIVEKIT_BIN" | cut -d' ' -f1)
 # A missing base will be built below, so everything on it must be rebuilt too.
-if [ -z "$(image_id "$BASE_IMAGE")" ] || needs_build "$LIVEKIT_IMAGE" "$(base_input) $livekit_input"; then
+if wanted livekit && { [ -z "$(image_id "$BASE_IMAGE")" ] || needs_build "$LIVEKIT_IMAGE" "$(base_input) $livekit_input"; }; then
 	if [ -n "${LIVEKIT_BIN:-}" ]; then
 		log "livekit-server: using LIVEKIT_BIN=$LIVEKIT_BIN"
 		(copy_bin "$LIVEKIT_BIN" "$livekit_dir/server") &
@@ -187,11 +193,15 @@ fi
 # --- Images, each on the current base.
 if [ "$FORCE" = 1 ] || [ -z "$(image_id "$BASE_IMAGE")" ]; then build_base; else log "$BASE_IMAGE: up to date"; fi
 
-if needs_build "$REDIS_IMAGE" "$(base_input)"; then
+if ! wanted redis; then
+	:
+elif needs_build "$REDIS_IMAGE" "$(base_input)"; then
 	docker_build "$REDIS_IMAGE" "$here/images/redis.Dockerfile" "$work/empty" "$(base_input)"
 else log "$REDIS_IMAGE: up to date"; fi
 
-if [ -n "$livekit_pid" ]; then
+if ! wanted livekit; then
+	:
+elif [ -n "$livekit_pid" ]; then
 	wait "$livekit_pid" || die "livekit-server ($livekit_input) failed"
 	docker_build "$LIVEKIT_IMAGE" "$here/images/livekit.Dockerfile" "$livekit_dir" "$(base_input) $livekit_input"
 else log "$LIVEKIT_IMAGE: up to date"; fi
@@ -208,6 +218,8 @@ remove_stale
 
 # What compose reads; a variable whose image is missing is left out, so compose falls back to the
 # official image name.
+# Only the images this run was asked for (ONLY).
 for var in BASE_IMAGE REDIS_IMAGE LIVEKIT_IMAGE CADDY_IMAGE; do
+	case $var in REDIS_IMAGE) wanted redis ;; LIVEKIT_IMAGE) wanted livekit ;; CADDY_IMAGE) wanted caddy ;; esac || continue
 	[ -z "$(image_id "${!var}")" ] || printf 'export %s=%q\n' "$var" "${!var}" >&3
 done
