@@ -221,6 +221,7 @@ cmd_build() {
 	local exports
 	exports=$("$root/docker/build-images.sh")
 	eval "$exports"
+	mkdir -p "${caddy_stamp%/*}" && touch "$caddy_stamp"
 }
 
 # ensure_images: every image of the stack present. One that is missing is pulled; one that cannot be
@@ -255,17 +256,20 @@ ensure_images() {
 		only=$(printf '%s\n' "${build[@]}" | sed 's/_IMAGE=.*//' | tr 'A-Z\n' 'a-z ')
 		exports=$(env "${build[@]}" ONLY="$only" LIVEKIT_VERSION="${LIVEKIT_IMAGE##*:}" "$root/docker/build-images.sh")
 		eval "$exports"
+		[[ " $only " != *" caddy "* ]] || { mkdir -p "${caddy_stamp%/*}" && touch "$caddy_stamp"; }
 	fi
 }
 
-# caddy_stale: our Caddy image (built from this checkout) predates a change to its Go sources, as
-# after a `git pull`: deploy then rolls the new code out.
+# caddy_stamp: touched whenever deploy.sh builds our Caddy image from this checkout.
+caddy_stamp=$root/.cache/caddy-image.stamp
+
+# caddy_stale: this checkout's Go sources changed since deploy.sh last built our Caddy image from
+# them, as after a `git pull`: deploy then rolls the new code out. An image deploy.sh did not build
+# (no stamp) is left as it is.
 caddy_stale() {
-	[[ $CADDY_IMAGE == caddy-livekit:* ]] || return 1
-	local created
-	created=$(docker image inspect -f '{{.Created}}' "$CADDY_IMAGE") || return 1
+	[[ $CADDY_IMAGE == caddy-livekit:* ]] && [ -f "$caddy_stamp" ] || return 1
 	[ -n "$(find "$root" -path "$root/integration" -prune -o -path "$root/.git" -prune -o \
-		\( -name '*.go' -o -name go.mod -o -name go.sum \) -newermt "$created" -print -quit)" ]
+		\( -name '*.go' -o -name go.mod -o -name go.sum \) -newer "$caddy_stamp" -print -quit)" ]
 }
 
 caddy_exec() { docker exec "$(dc "$mode" ps -q "${caddies[0]}")" caddy livekit "$@" --config /etc/caddy/Caddyfile; }
