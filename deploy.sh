@@ -217,11 +217,35 @@ running_mode() {
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
-cmd_build() {
-	local exports
-	exports=$("$root/docker/build-images.sh")
+# local_build VAR: the name under which docker/build-images.sh builds the image VAR asks for: itself
+# for a local one, local/... for an official one (never retagged with a local build).
+local_build() {
+	local want=${!1}
+	case $1:$want in
+	REDIS_IMAGE:local/* | LIVEKIT_IMAGE:local/* | CADDY_IMAGE:*) echo "$want" ;;
+	REDIS_IMAGE:*) echo local/redis:7 ;;
+	LIVEKIT_IMAGE:*:*) echo "local/livekit-server:${want##*:}" ;;
+	LIVEKIT_IMAGE:*) echo local/livekit-server:v1.13.5 ;;
+	esac
+}
+
+# build_images VAR=NAME...: docker/build-images.sh for just these images.
+build_images() {
+	local exports only
+	log "building (docker/build-images.sh): $*"
+	only=$(printf '%s\n' "$@" | sed 's/_IMAGE=.*//' | tr 'A-Z\n' 'a-z ')
+	exports=$(env "$@" ONLY="$only" LIVEKIT_VERSION="${LIVEKIT_IMAGE##*:}" "$root/docker/build-images.sh")
 	eval "$exports"
-	mkdir -p "${caddy_stamp%/*}" && touch "$caddy_stamp"
+	[[ " $only " != *" caddy "* ]] || { mkdir -p "${caddy_stamp%/*}" && touch "$caddy_stamp"; }
+}
+
+cmd_build() {
+	local v build=()
+	for v in REDIS_IMAGE LIVEKIT_IMAGE CADDY_IMAGE; do
+		export "$v=$(local_build "$v")"
+		build+=("$v=${!v}")
+	done
+	build_images "${build[@]}"
 }
 
 # ensure_images: every image of the stack present. One that is missing is pulled; one that cannot be
@@ -236,12 +260,7 @@ ensure_images() {
 			log "pulled $want"
 			continue
 		fi
-		case $v:$want in
-		REDIS_IMAGE:local/* | LIVEKIT_IMAGE:local/* | CADDY_IMAGE:*) local_name=$want ;;
-		REDIS_IMAGE:*) local_name=local/redis:7 ;;
-		LIVEKIT_IMAGE:*:*) local_name=local/livekit-server:${want##*:} ;;
-		LIVEKIT_IMAGE:*) local_name=local/livekit-server:v1.13.5 ;;
-		esac
+		local_name=$(local_build "$v")
 		[ "$local_name" = "$want" ] || log "$want cannot be pulled: using the local build $local_name"
 		export "$v=$local_name"
 		image_exists "$local_name" || build+=("$v=$local_name")
@@ -250,14 +269,7 @@ ensure_images() {
 		log "$CADDY_IMAGE is older than this checkout's Go sources: rebuilding it"
 		build+=("CADDY_IMAGE=$CADDY_IMAGE")
 	fi
-	if [ ${#build[@]} -gt 0 ]; then
-		log "building (docker/build-images.sh): ${build[*]}"
-		local exports only
-		only=$(printf '%s\n' "${build[@]}" | sed 's/_IMAGE=.*//' | tr 'A-Z\n' 'a-z ')
-		exports=$(env "${build[@]}" ONLY="$only" LIVEKIT_VERSION="${LIVEKIT_IMAGE##*:}" "$root/docker/build-images.sh")
-		eval "$exports"
-		[[ " $only " != *" caddy "* ]] || { mkdir -p "${caddy_stamp%/*}" && touch "$caddy_stamp"; }
-	fi
+	[ ${#build[@]} -eq 0 ] || build_images "${build[@]}"
 }
 
 # caddy_stamp: touched whenever deploy.sh builds our Caddy image from this checkout.
@@ -501,7 +513,7 @@ main() {
 	local cmd=${1:-}
 	shift || true
 	case $cmd in
-	build) load_env; cmd_build >/dev/null ;;
+	build) load_env; cmd_build ;;
 	deploy | up) load_env required; cmd_deploy ;;
 	verify) load_env required; cmd_verify ;;
 	status) load_env required; cmd_status ;;
