@@ -309,6 +309,20 @@ proxy_target() {
 	fi
 }
 
+# Every machine of a deployment must run the same .env and Caddyfile. deploy records a digest of
+# both per machine in Redis (hash caddy_livekit:deployments, field THIS_NODE); verify compares.
+deployments_key=caddy_livekit:deployments
+config_digest() { cat "$ENV_FILE" "$CADDYFILE" | sha256sum | cut -c1-16; }
+
+# redis_cli ARGS...: redis-cli against REDIS_HOST from a one-off container on the stack's network
+# (the password through the environment).
+redis_cli() {
+	local img=$REDIS_IMAGE
+	image_exists "$img" || img=$(local_build REDIS_IMAGE)
+	REDISCLI_AUTH=$REDIS_PASSWORD docker run --rm --network "$network" -e REDISCLI_AUTH --entrypoint redis-cli \
+		"$img" --no-auth-warning -h "$REDIS_HOST" -p "${REDIS_PORT:-6379}" "$@"
+}
+
 # proxy_answers: this machine's first proxy answers HTTP(S) on its public side (its certificate
 # valid for DOMAIN when TLS is on): Caddy may still be starting when the nodes are already up.
 proxy_answers() {
@@ -357,6 +371,8 @@ cmd_deploy() {
 	[ -z "$ca_file" ] || rm -f "$ca_file"
 	local url
 	if [ "$mode" = host ]; then
+		redis_cli hset "$deployments_key" "$THIS_NODE" "$(config_digest) $(date -u +%FT%TZ)" >/dev/null ||
+			log "warning: could not record this machine's configuration in Redis"
 		log "node $THIS_NODE is up ($COMPOSE_PROJECT_NAME; Redis on $REDIS_HOST; nodes $NODES_CSV)"
 		url=http://$THIS_NODE:${CADDY_PORT:-80}
 		[ "$TLS" = off ] || url=https://$DOMAIN
@@ -404,6 +420,15 @@ cmd_verify() {
 		fi
 	fi
 	rm -f "$errs"
+	if [ "$mode" = host ]; then
+		# The same .env and Caddyfile on every machine, as their last deploys recorded them.
+		local mine node digest when
+		mine=$(config_digest)
+		while read -r node digest when; do
+			[[ ,$NODES_CSV, == *",$node,"* ]] && [ "$node" != "$THIS_NODE" ] && [ "$digest" != "$mine" ] || continue
+			problem "machine $node was deployed ($when) with another .env or Caddyfile than this machine's: copy them there and run ./deploy.sh deploy"
+		done < <(redis_cli --raw hgetall "$deployments_key" 2>/dev/null | paste - - | tr '\t' ' ')
+	fi
 	# The create-room endpoint and a real join's validation through every proxy of this machine.
 	local base ca_file= curl_opts=()
 	for i in "${!caddies[@]}"; do

@@ -254,8 +254,9 @@ func TestMachines(t *testing.T) {
 		after := m1.redisKeys()
 		for k, v := range keysBefore {
 			// nodes: rewritten every 2 s; rooms: LiveKit rewrites a room's record while
-			// participants are in it (compared by room below).
-			if k != "nodes" && k != "rooms" && v.PTTL < 0 && after[k].Content != v.Content {
+			// participants are in it (compared by room below); deployments: every deploy
+			// records itself there.
+			if k != "nodes" && k != "rooms" && k != "caddy_livekit:deployments" && v.PTTL < 0 && after[k].Content != v.Content {
 				t.Errorf("key %s not kept by the upgrade", k)
 			}
 		}
@@ -277,6 +278,27 @@ func TestMachines(t *testing.T) {
 			out := m.mustDeploySh("verify")
 			t.Logf("machine %d: %s", i+1, strings.TrimSpace(out))
 		}
+
+		// Machine 3 deployed from an .env that is not the others': verify elsewhere says so.
+		m3 := ms.m[2]
+		shared := m3.dir
+		m3.dir = t.TempDir()
+		env, err := os.ReadFile(filepath.Join(shared, ".env"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(m3.dir, ".env"), append(env, "# edited on machine 3 only\n"...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		m3.mustDeploySh("deploy")
+		out, err := m1.deploySh("verify")
+		t.Logf("deploy.sh verify on machine 1, machine 3 deployed from another .env:\n%s", out)
+		if err == nil || !strings.Contains(out, "PROBLEM: machine "+ms.ips[2]+" was deployed") {
+			t.Errorf("deploy.sh verify does not report machine 3's other .env")
+		}
+		m3.dir = shared
+		m3.mustDeploySh("deploy")
+		m1.mustDeploySh("verify")
 	})
 
 	ms.in(t, "spread", func(t *testing.T) {
