@@ -182,9 +182,9 @@ func containerIDs(s *stack, services ...string) map[string]string {
 
 // Several machines with one .env: a one-machine try-out switched to host networking, then three
 // machines (the upgrade keeps every Redis key and leaves the first machine's containers and
-// participants alone); rooms spread over the three
-// machines and every WebSocket lands on its room's machine, through any machine's proxy, over TLS;
-// a machine cut off the network is routed around.
+// participants alone; a machine deployed from another .env is named by verify); rooms spread over
+// the machines with every WebSocket on its room's machine, through any machine's proxy, over TLS;
+// backup and restore from machines without Redis; a machine cut off the network is routed around.
 func TestMachines(t *testing.T) {
 	ms := newMachines(t, 3)
 	m1 := ms.m[0]
