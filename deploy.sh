@@ -179,8 +179,9 @@ bridge_env() {
 	fi
 }
 
-# allow_networks: where the proxies may dial node addresses read from Redis: the private ranges,
-# and any public NODES address as itself.
+# allow_networks: where the proxies may dial node addresses read from Redis: the private ranges
+# (livekitlb's defaultAllowNetworks, "private"), and any public NODES address as itself. Private
+# NODES are not listed, so adding a machine leaves the value, and the proxies' containers, as they are.
 allow_networks() {
 	local i out=private
 	for i in "${nodes[@]}"; do
@@ -201,6 +202,11 @@ need_secrets() {
 dc() {
 	local profile=()
 	[ "$1" != host ] || [ "$runs_redis" != 1 ] || profile=(--profile redis)
+	if [ "$1" = host ] && [ -z "${THIS_NODE:-}" ]; then
+		# a host stack taken down from a one-machine mode: compose.host.yml insists on THIS_NODE
+		local THIS_NODE=127.0.0.1
+		export THIS_NODE
+	fi
 	"${dc_bin[@]}" -p "$COMPOSE_PROJECT_NAME" -f "$root/docker/compose.$1.yml" "${profile[@]+"${profile[@]}"}" "${@:2}"
 }
 
@@ -300,8 +306,10 @@ proxy_target() {
 		curl_opts=(--resolve "$DOMAIN:443:127.0.0.1")
 		case $TLS in
 		internal)
+			# fetched once per command: Caddy's root does not change while it runs
 			ca_file=${ca_file:-$(mktemp)}
-			docker exec "$(dc host ps -q caddy)" cat /data/caddy/pki/authorities/local/root.crt >"$ca_file" 2>/dev/null || true
+			[ -s "$ca_file" ] ||
+				docker exec "$(dc host ps -q caddy)" cat /data/caddy/pki/authorities/local/root.crt >"$ca_file" 2>/dev/null || true
 			curl_opts+=(--cacert "$ca_file")
 			;;
 		files) curl_opts+=(--cacert "$TLS_CERT_FILE") ;;
@@ -342,8 +350,7 @@ cmd_deploy() {
 		# Other networking: nothing of the old containers can be kept (the volumes are).
 		[ -z "$old" ] || [ "$old" = host ] || dc "$old" down --remove-orphans
 	else
-		# (compose.host.yml insists on THIS_NODE, which a one-machine stack has not)
-		[ "$old" != host ] || THIS_NODE=127.0.0.1 dc host down --remove-orphans
+		[ "$old" != host ] || dc host down --remove-orphans
 		# A network whose subnet changed cannot be reused: take the old containers down first (the
 		# Redis volume is not touched).
 		local subnet
@@ -530,7 +537,7 @@ cmd_restore() {
 cmd_down() {
 	local m
 	m=$(running_mode)
-	THIS_NODE=${THIS_NODE:-127.0.0.1} dc "${m:-$mode}" down --remove-orphans # the host file insists on THIS_NODE
+	dc "${m:-$mode}" down --remove-orphans
 	log "containers removed; Redis' data stays in volume ${COMPOSE_PROJECT_NAME}_redis-data (docker volume rm it to wipe)"
 }
 
