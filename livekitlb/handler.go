@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 
@@ -81,6 +82,36 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.registry.WaitLoaded(ctx)
 		cancel()
 	}
+	header := w.Header().Clone() // as it was before any node's answer
+	for resends := 0; ; resends++ {
+		s, err := h.route(w, r, room)
+		if s == nil {
+			return err
+		}
+		err = next.ServeHTTP(&sessionWriter{ResponseWriter: w, s: s}, r.WithContext(s.ctx))
+		if !s.release() {
+			return err
+		}
+		// the node died before it answered: nothing reached the client yet
+		clear(w.Header())
+		maps.Copy(w.Header(), header)
+		if !resendable(r) || resends == maxResends || r.Context().Err() != nil {
+			metrics.sessionsEnded.WithLabelValues("failed").Inc()
+			return WriteJSONError(w, http.StatusBadGateway, "the LiveKit node died before it answered")
+		}
+		metrics.sessionsEnded.WithLabelValues("resent").Inc()
+		if c := h.logger.Check(zapcore.DebugLevel, "node died before answering; sending the request again"); c != nil {
+			c.Write(zap.String("room", room), zap.String("path", r.URL.Path))
+		}
+	}
+}
+
+// maxResends bounds how often one request follows its room to a new node.
+const maxResends = 2
+
+// route chooses the node for the request and binds a new session to it, or
+// answers the client itself (503) and returns a nil session.
+func (h *Handler) route(w http.ResponseWriter, r *http.Request, room string) (*session, error) {
 	// Route bounds its own Redis wait by redis_timeout
 	node, outcome, err := h.registry.Route(r.Context(), room)
 	if err != nil {
@@ -93,16 +124,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			c.Write(zap.String("room", room), zap.Error(err))
 		}
 		w.Header().Set("Retry-After", "1")
-		return WriteJSONError(w, http.StatusServiceUnavailable, msg)
+		return nil, WriteJSONError(w, http.StatusServiceUnavailable, msg)
 	}
 	countRoute(outcome)
 	if c := h.logger.Check(zapcore.DebugLevel, "route"); c != nil {
 		c.Write(zap.String("room", room), zap.String("node", node.ID), zap.String("dial", node.Dial), zap.String("outcome", string(outcome)))
 	}
-	setRoute(r, &route{registry: h.registry, room: room, node: node})
+	s := newSession(r.Context())
+	setRoute(r, &route{registry: h.registry, room: room, node: node, session: s})
+	s.bind(node)
 	caddyhttp.SetVar(r.Context(), "livekit.node", node.ID)
 	caddyhttp.SetVar(r.Context(), "livekit.outcome", string(outcome))
-	return next.ServeHTTP(w, r)
+	return s, nil
+}
+
+// resendable: a request that may go to a second node after the first died
+// without answering. A signal WebSocket's upgrade is a GET without a body;
+// a POST (WHIP, the server API) may have been acted on.
+func resendable(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.Body == nil || r.Body == http.NoBody)
 }
 
 // room returns the room the request's token names ("" when it has no token).

@@ -28,6 +28,8 @@ var metrics = struct {
 	redisErrors  *prometheus.CounterVec
 	conflicts    prometheus.Counter
 	CreateRoom   *prometheus.CounterVec
+	// sessionsEnded: requests a dead node was holding, by what became of them
+	sessionsEnded *prometheus.CounterVec
 }{}
 
 func initMetrics() {
@@ -52,6 +54,8 @@ func initMetrics() {
 			Help: "Failed Redis operations."}, []string{"op"})
 		metrics.conflicts = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "placement_conflicts_total",
 			Help: "Placement writes lost to another proxy or node (the proxy then follows the winner)."})
+		metrics.sessionsEnded = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "sessions_ended_total",
+			Help: "Requests to a node the probes declared dead: closed (the WebSocket was open; the client reconnects), resent (still waiting for the node; sent to the room's new node), failed (could not be resent; 502)."}, []string{"outcome"})
 		metrics.CreateRoom = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "create_room_total",
 			Help: "Create-room calls by HTTP status."}, []string{"status"})
 	})
@@ -67,7 +71,7 @@ func RegisterMetrics(ctx caddy.Context) error {
 	}
 	for _, c := range []prometheus.Collector{metrics.routes, metrics.nodeState, metrics.nodeRoutable, metrics.nodeSysload,
 		metrics.nodeRooms, metrics.nodeClients, metrics.transitions, metrics.redisLatency, metrics.redisErrors,
-		metrics.conflicts, metrics.CreateRoom} {
+		metrics.conflicts, metrics.CreateRoom, metrics.sessionsEnded} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {

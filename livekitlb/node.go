@@ -42,12 +42,18 @@ type nodeHealth struct {
 	downUntil atomic.Int64 // unix nanos; the proxy failed to reach the node
 	// failed: out of rotation until the probes see it answer again.
 	failed atomic.Bool
+	// silent: the probes declared the node dead, and its sessions were
+	// ended; a failed dial alone only sets failed (one slow dial is no
+	// reason to drop every participant of a node the probes still reach).
+	silent atomic.Bool
 
 	// consecutive probe failures and successes
 	fails, oks atomic.Int32
 
 	mu     sync.Mutex
 	placed []int64 // unix nanos of placements not yet visible in stats
+
+	sessions sessionSet // requests being proxied to the node
 }
 
 func newNode(n *livekit.Node, dial string, h *nodeHealth, readAt time.Time, staleAfter time.Duration) *Node {

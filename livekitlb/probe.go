@@ -96,16 +96,23 @@ func (r *Registry) probed(n *Node, err error) {
 		}
 		h.oks.Store(0)
 		fails := h.fails.Add(1)
-		if (fails >= probeFall || errors.Is(err, syscall.ECONNREFUSED)) && !h.failed.Swap(true) {
+		if fails < probeFall && !errors.Is(err, syscall.ECONNREFUSED) {
+			return
+		}
+		if !h.failed.Swap(true) {
 			metrics.transitions.WithLabelValues("down").Inc()
 			r.log.Warn("livekit node not answering; out of rotation",
 				zap.String("node", n.ID), zap.String("dial", n.Dial), zap.Error(err))
+		}
+		if !h.silent.Swap(true) {
+			r.endSessions(n)
 		}
 		return
 	}
 	h.fails.Store(0)
 	if h.oks.Add(1) >= probeRise && h.failed.Load() {
 		h.downUntil.Store(0)
+		h.silent.Store(false)
 		if h.failed.Swap(false) {
 			metrics.transitions.WithLabelValues("up").Inc()
 			r.log.Info("livekit node answering again; back in rotation", zap.String("node", n.ID), zap.String("dial", n.Dial))

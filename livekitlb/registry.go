@@ -275,7 +275,22 @@ func (r *Registry) markDown(n *Node, now time.Time) {
 		metrics.transitions.WithLabelValues("down").Inc()
 		r.log.Warn("livekit node unreachable; out of rotation",
 			zap.String("node", n.ID), zap.String("dial", n.Dial), zap.Duration("for", r.settings.failDuration))
+		if r.prober == nil { // no probes to confirm the death: the failed dial decides
+			r.endSessions(n)
+		}
 	}
+}
+
+// endSessions ends the sessions of a node just declared dead (see session):
+// its participants reconnect now, through the proxy, to the room's new node.
+func (r *Registry) endSessions(n *Node) {
+	closed, abandoned := n.health.sessions.endAll()
+	if closed+abandoned == 0 {
+		return
+	}
+	metrics.sessionsEnded.WithLabelValues("closed").Add(float64(closed))
+	r.log.Warn("ended the sessions of a dead livekit node", zap.String("node", n.ID), zap.String("dial", n.Dial),
+		zap.Int("closed", closed), zap.Int("in_flight", abandoned))
 }
 
 type rememberedPlacements struct {

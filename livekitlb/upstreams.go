@@ -20,6 +20,7 @@ type route struct {
 	registry *Registry
 	room     string
 	node     *Node // nil once every node failed
+	session  *session
 }
 
 const routeVar = "livekit.route"
@@ -67,6 +68,8 @@ func (Upstreams) ResetCache(r *http.Request) error {
 	if rt == nil {
 		return errNoRoute
 	}
+	// the request moves: the failed node's end must not cancel it
+	rt.session.unbind()
 	rt.registry.ReportFailure(rt.node, rt.room)
 	ctx, cancel := context.WithTimeout(r.Context(), rt.registry.settings.redisTimeout)
 	defer cancel()
@@ -78,6 +81,7 @@ func (Upstreams) ResetCache(r *http.Request) error {
 		return nil // nothing left: the policy selects nothing and Caddy answers 503
 	}
 	countRoute(outcome)
+	rt.session.bind(node)
 	caddyhttp.SetVar(r.Context(), "livekit.node", node.ID)
 	caddyhttp.SetVar(r.Context(), "livekit.outcome", string(outcome))
 	return nil
