@@ -77,8 +77,8 @@ func (c Cluster) resolved() (Cluster, error) {
 	def(&c.PlacementCache, 30*time.Second)
 	def(&c.RedisTimeout, time.Second)
 	def(&c.FailDuration, 5*time.Second)
-	def(&c.ProbeInterval, 250*time.Millisecond)
-	def(&c.ProbeTimeout, 400*time.Millisecond)
+	def(&c.ProbeInterval, 100*time.Millisecond)
+	def(&c.ProbeTimeout, 350*time.Millisecond)
 
 	if err := c.Redis.validate(); err != nil {
 		return c, err

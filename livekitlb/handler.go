@@ -142,7 +142,7 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, room string) (*s
 // without answering. A signal WebSocket's upgrade is a GET without a body;
 // a POST (WHIP, the server API) may have been acted on.
 func resendable(r *http.Request) bool {
-	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.Body == nil || r.Body == http.NoBody)
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.ContentLength == 0 && len(r.TransferEncoding) == 0
 }
 
 // room returns the room the request's token names ("" when it has no token).

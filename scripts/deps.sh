@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the stack and the tests need on a fresh Debian machine:
-# redis-server from Debian's packages, livekit-server v1.13.5 from Go modules.
+# redis-server and iptables from Debian's packages, livekit-server v1.13.5 from Go modules.
 # Idempotent: does nothing for what is already there.
 set -euo pipefail
 
@@ -13,6 +13,12 @@ if ! command -v redis-server >/dev/null; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 	# the package starts a system redis on 6379; the tests start their own
 	systemctl disable --now redis-server >/dev/null 2>&1 || service redis-server stop >/dev/null 2>&1 || true
+fi
+
+if ! command -v iptables >/dev/null && [ ! -x /usr/sbin/iptables ]; then
+	echo "deps: installing iptables (the partition tests drop a node's packets)" >&2
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null
 fi
 
 if ! "$BIN/livekit-server" --version 2>/dev/null | grep -q "${LIVEKIT_VERSION#v}"; then

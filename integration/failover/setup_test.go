@@ -328,11 +328,16 @@ func mustConnect(t *testing.T, url, room, identity string) *client {
 // and leaves. It returns the node the JoinResponse names (the room's node).
 // It is a join without WebRTC: hundreds of them are cheap.
 func rawJoin(base, room, identity string) (string, error) {
+	return rawJoinTimeout(base, room, identity, 20*time.Second)
+}
+
+// rawJoinTimeout is rawJoin that gives up after timeout.
+func rawJoinTimeout(base, room, identity string, timeout time.Duration) (string, error) {
 	u := base + "/rtc?access_token=" + url.QueryEscape(harness.Token(room, identity)) +
 		"&protocol=" + strconv.Itoa(lksdk.PROTOCOL) + "&auto_subscribe=0&sdk=go"
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	d := websocket.Dialer{HandshakeTimeout: 20 * time.Second}
+	d := websocket.Dialer{HandshakeTimeout: timeout}
 	conn, resp, err := d.DialContext(ctx, u, nil)
 	if err != nil {
 		if resp != nil {
@@ -341,7 +346,9 @@ func rawJoin(base, room, identity string) (string, error) {
 		return "", fmt.Errorf("upgrade: %w", err)
 	}
 	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetReadDeadline(dl)
+	}
 	for {
 		_, data, err := conn.ReadMessage()
 		if err != nil {
