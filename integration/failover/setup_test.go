@@ -49,7 +49,7 @@ type cluster struct {
 	nodes []*harness.Node
 }
 
-func startCluster(t *testing.T, n int) *cluster {
+func startCluster(t testing.TB, n int) *cluster {
 	t.Helper()
 	c := &cluster{}
 	c.redis = harness.StartRedis(t)
@@ -452,7 +452,7 @@ func (w *nodeWatch) report(c *cluster) string {
 }
 
 // envInt is the integer in environment variable name, or def.
-func envInt(t *testing.T, name string, def int) int {
+func envInt(t testing.TB, name string, def int) int {
 	t.Helper()
 	v := os.Getenv(name)
 	if v == "" {

@@ -37,6 +37,11 @@ type silentResult struct {
 // back. With check set it asserts where they landed (every signal WebSocket
 // on the room's new node); the stopped node is restarted before it returns.
 func silentTrial(t testing.TB, c *cluster, urls []string, how, room string, participants int, check bool) silentResult {
+	return silentTrialWithin(t, c, urls, how, room, participants, check, time.Minute)
+}
+
+// silentTrialWithin is silentTrial that waits at most limit for everyone to be back.
+func silentTrialWithin(t testing.TB, c *cluster, urls []string, how, room string, participants int, check bool, limit time.Duration) silentResult {
 	t.Helper()
 	var clients []*client
 	defer func() {
@@ -85,7 +90,7 @@ func silentTrial(t testing.TB, c *cluster, urls []string, how, room string, part
 	var tries atomic.Int32
 	go func() {
 		defer close(joined)
-		for time.Since(stopped) < time.Minute {
+		for time.Since(stopped) < limit {
 			node, err := rawJoinTimeout(urls[0], room, fmt.Sprintf("%s-new%d", room, tries.Add(1)), 5*time.Second)
 			if err == nil {
 				res.join = time.Since(stopped)
@@ -102,7 +107,7 @@ func silentTrial(t testing.TB, c *cluster, urls []string, how, room string, part
 	// transport is connected again too (ICE, the same second in every mode)
 	backAt := make([]time.Duration, len(clients))
 	mediaAt := make([]time.Duration, len(clients))
-	for deadline := stopped.Add(time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	for deadline := stopped.Add(limit); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		all := true
 		for i, cl := range clients {
 			if backAt[i] == 0 && cl.reconnectedSince(stopped) && cl.sees(clients) {
@@ -118,6 +123,12 @@ func silentTrial(t testing.TB, c *cluster, urls []string, how, room string, part
 		}
 	}
 	res.back, res.media = slices.Max(backAt), slices.Max(mediaAt)
+	if slices.Contains(backAt, 0) {
+		res.back = 0 // not everyone came back
+	}
+	if slices.Contains(mediaAt, 0) {
+		res.media = 0
+	}
 	if testing.Verbose() {
 		for i, cl := range clients {
 			var ds []string
