@@ -54,6 +54,8 @@ const (
 //	    placement_cache  <duration>
 //	    redis_timeout    <duration>
 //	    fail_duration    <duration>
+//	    probe_interval   <duration>|off
+//	    probe_timeout    <duration>
 //	    load_measure     sysload|cpuload|rooms|clients
 //	    api_key          <key>
 //	    api_secret       <secret>

@@ -36,6 +36,8 @@ type NodeStatus struct {
 	// The proxy's own view: routable now, and whether it failed to reach it.
 	Routable    bool `json:"routable"`
 	Unreachable bool `json:"unreachable"`
+	// Requests this proxy is passing to the node now (open WebSockets among them).
+	Sessions int `json:"sessions"`
 }
 
 // Status describes every node of the current snapshot.
@@ -47,7 +49,7 @@ func (r *Registry) Status() []NodeStatus {
 		s := NodeStatus{
 			ID: n.ID, IP: n.IP, Dial: n.Dial, Region: n.Region, State: n.State.String(), Drained: n.Drained,
 			Sysload: n.Sysload, CPULoad: n.CPULoad, Rooms: n.Rooms, Clients: n.Clients,
-			Routable: n.routable(now), Unreachable: n.down(now),
+			Routable: n.routable(now), Unreachable: n.down(now), Sessions: n.health.sessions.count(),
 		}
 		if n.HasStats {
 			s.StatsAge = now.Sub(n.UpdatedAt).Seconds()

@@ -55,7 +55,7 @@ func initMetrics() {
 		metrics.conflicts = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "placement_conflicts_total",
 			Help: "Placement writes lost to another proxy or node (the proxy then follows the winner)."})
 		metrics.sessionsEnded = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "sessions_ended_total",
-			Help: "Requests to a node the probes declared dead: closed (the WebSocket was open; the client reconnects), resent (still waiting for the node; sent to the room's new node), failed (could not be resent; 502)."}, []string{"outcome"})
+			Help: "Requests to a node declared dead: closed (the WebSocket was open; the client reconnects), resent (still waiting for the node; sent to the room's new node), failed (could not be resent; 502)."}, []string{"outcome"})
 		metrics.CreateRoom = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "create_room_total",
 			Help: "Create-room calls by HTTP status."}, []string{"status"})
 	})

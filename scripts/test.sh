@@ -38,6 +38,7 @@ export LKLB_OUTAGE_SECONDS="${LKLB_OUTAGE_SECONDS:-15}"
 
 step "benchmark against stock Caddy and direct connections (smoke: the short run prints its tables)"
 (cd integration && go test -count=1 -run '^$' -bench . -benchtime 1x -short -timeout 15m ./bench/)
+(cd integration && go test -count=1 -run '^$' -bench SilentNode -benchtime 1x -short -timeout 10m ./failover/)
 
 step "Docker deployment tests"
 LIVEKIT_BIN="${LIVEKIT_BIN:-$(command -v livekit-server)}" bash scripts/test-compose.sh
