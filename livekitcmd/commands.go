@@ -5,6 +5,7 @@ package livekitcmd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -41,6 +42,16 @@ REDIS_PASSWORD).
   restore FILE    put a backup back, into the same or a fresh Redis
 `,
 		CobraFunc: func(cmd *cobra.Command) {
+			// cobra shows the help and exits 0 for an unknown verb of a
+			// command that has no Run of its own: a typo would look fine
+			cmd.Args = cobra.ArbitraryArgs
+			cmd.RunE = func(c *cobra.Command, args []string) error {
+				if len(args) == 0 {
+					_ = c.Help()
+					return errors.New("a command is required")
+				}
+				return fmt.Errorf("unknown command %q; run 'caddy livekit --help'", args[0])
+			}
 			cmd.PersistentFlags().StringP("config", "c", "", "Caddy config file with a livekit_lb or livekit_token")
 			cmd.PersistentFlags().StringP("adapter", "a", "", "Config adapter (default: by file name)")
 			cmd.PersistentFlags().String("redis", "", "Redis host:port, instead of --config")
@@ -93,7 +104,7 @@ func run(f func(context.Context, *env) error) func(*cobra.Command, []string) err
 func statusCmd(_ context.Context, e *env) error {
 	nodes := e.reg.Status()
 	if e.json {
-		return writeJSON(e.out, livekitlb.NodesView{RedisReachable: e.reg.RedisReachable(), Nodes: nodes})
+		return writeJSON(e.out, livekitlb.NodesView{RedisReachable: e.reg.RedisReachable(), Nodes: nodes, Ignored: e.reg.BadNodes()})
 	}
 	w := tabwriter.NewWriter(e.out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "NODE\tADDRESS\tSTATE\tROUTABLE\tSYSLOAD\tROOMS\tCLIENTS\tSTATS AGE")
@@ -116,7 +127,13 @@ func statusCmd(_ context.Context, e *env) error {
 	if len(nodes) == 0 {
 		fmt.Fprintln(w, "(no nodes registered in Redis)")
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	for _, b := range e.reg.BadNodes() {
+		fmt.Fprintln(e.out, "PROBLEM: "+ignoredEntry(b))
+	}
+	return nil
 }
 
 func orIP(n livekitlb.NodeStatus) string {
@@ -162,6 +179,9 @@ func roomsCmd(ctx context.Context, e *env) error {
 
 func drainCmd(on bool) func(context.Context, *env) error {
 	return func(ctx context.Context, e *env) error {
+		if err := knownNode(e.reg, e.args[0], on); err != nil {
+			return err
+		}
 		if err := e.reg.Drain(ctx, e.args[0], on); err != nil {
 			return err
 		}
@@ -175,6 +195,24 @@ func drainCmd(on bool) func(context.Context, *env) error {
 		fmt.Fprintf(e.out, "%s %s\n", e.args[0], verb)
 		return nil
 	}
+}
+
+// knownNode refuses to drain a node id or IP that no node in Redis has (a
+// typo would drain nothing and say it did); undrain also takes a name that
+// is drained now, so that the drain of a node gone for good can be lifted.
+func knownNode(reg *livekitlb.Registry, node string, drain bool) error {
+	if strings.TrimSpace(node) == "" {
+		return errors.New("name a node by its id (ND_...) or IP")
+	}
+	for _, n := range reg.Status() {
+		if n.ID == node || n.IP == node {
+			return nil
+		}
+	}
+	if !drain && reg.IsDrained(node) {
+		return nil
+	}
+	return fmt.Errorf("no LiveKit node with id or IP %q is registered in Redis ('caddy livekit status' lists them)", node)
 }
 
 // verifyCmd prints one line per problem and fails if there is any.
@@ -217,6 +255,9 @@ func Verify(ctx context.Context, reg *livekitlb.Registry, wantIPs []string) []st
 			problems = append(problems, fmt.Sprintf("Redis has no password and listens on %q, reachable from other machines", bind))
 		}
 	}
+	for _, b := range reg.BadNodes() {
+		problems = append(problems, ignoredEntry(b))
+	}
 	nodes := reg.Status()
 	if len(nodes) == 0 {
 		problems = append(problems, "no LiveKit node is registered in Redis")
@@ -258,6 +299,10 @@ func Verify(ctx context.Context, reg *livekitlb.Registry, wantIPs []string) []st
 		}
 	}
 	return problems
+}
+
+func ignoredEntry(b livekitlb.BadNode) string {
+	return fmt.Sprintf("nodes entry %s ignored: %s", b.Field, b.Reason)
 }
 
 func loopbackOnly(bind string) bool {

@@ -75,7 +75,7 @@ func (b *addressBook) dial(ip string) (string, error) {
 	}
 	a, err := netip.ParseAddr(ip)
 	if err != nil {
-		return "", fmt.Errorf("node advertises %q, which is not an IP address", ip)
+		return "", fmt.Errorf("node advertises %s, which is not an IP address", shown(ip))
 	}
 	a = a.Unmap()
 	if !b.allowed(a) {

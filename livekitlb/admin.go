@@ -43,6 +43,8 @@ func (a AdminAPI) Routes() []caddy.AdminRoute {
 type NodesView struct {
 	RedisReachable bool         `json:"redis_reachable"`
 	Nodes          []NodeStatus `json:"nodes"`
+	// Entries of Redis' `nodes` hash that were not routed to, and why.
+	Ignored []BadNode `json:"ignored_entries,omitempty"`
 }
 
 // RoomsView is the JSON of /livekit/rooms.
@@ -66,6 +68,7 @@ func (AdminAPI) nodes(w http.ResponseWriter, r *http.Request) error {
 	for _, reg := range Registries() {
 		view.RedisReachable = view.RedisReachable && reg.RedisReachable()
 		view.Nodes = append(view.Nodes, reg.Status()...)
+		view.Ignored = append(view.Ignored, reg.BadNodes()...)
 	}
 	return writeJSON(w, view)
 }

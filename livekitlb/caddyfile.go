@@ -59,6 +59,7 @@ const (
 //	    load_measure     sysload|cpuload|rooms|clients
 //	    api_key          <key>
 //	    api_secret       <secret>
+//	    verify           on|off
 //
 //	    # any reverse_proxy subdirective except to and dynamic, e.g.
 //	    transport http {
@@ -109,6 +110,13 @@ func (lb *Handler) unmarshal(d *caddyfile.Dispenser, proxy *[]caddyfile.Token) e
 		case "api_secret":
 			if !d.AllArgs(&lb.APISecret) {
 				return d.ArgErr()
+			}
+		case "verify":
+			if !d.AllArgs(&lb.Verify) {
+				return d.ArgErr()
+			}
+			if lb.Verify != "on" && lb.Verify != "off" {
+				return d.Errf("verify is on or off, not %q", lb.Verify)
 			}
 		case "to", "dynamic":
 			return d.Errf("livekit_lb chooses the nodes itself; %q is not allowed", d.Val())

@@ -17,6 +17,7 @@ type fakeStore struct {
 	mu      sync.Mutex
 	drained map[string]string
 	nodes   map[string]*livekit.Node
+	bad     []BadNode // entries Nodes reports as ignored
 	rooms   map[string]string
 	err     error // returned by every call while set
 	lookups int   // RoomNode calls
@@ -27,17 +28,17 @@ func newFakeStore() *fakeStore {
 	return &fakeStore{nodes: map[string]*livekit.Node{}, rooms: map[string]string{}}
 }
 
-func (f *fakeStore) Nodes(context.Context) ([]*livekit.Node, error) {
+func (f *fakeStore) Nodes(context.Context) ([]*livekit.Node, []BadNode, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
-		return nil, f.err
+		return nil, nil, f.err
 	}
 	out := make([]*livekit.Node, 0, len(f.nodes))
 	for _, n := range f.nodes {
 		out = append(out, n)
 	}
-	return out, nil
+	return out, f.bad, nil
 }
 
 func (f *fakeStore) RoomNode(_ context.Context, room string) (string, error) {
@@ -54,7 +55,7 @@ func (f *fakeStore) PlaceRoom(_ context.Context, room, id string) (string, error
 	if f.err != nil {
 		return "", f.err
 	}
-	if cur, ok := f.rooms[room]; ok {
+	if cur := f.rooms[room]; cur != "" { // "" names no node, as in placeScript
 		return cur, nil
 	}
 	f.rooms[room] = id

@@ -25,13 +25,18 @@ func init() {
 type Handler struct {
 	Cluster
 
-	// With both set, tokens are verified (signature, issuer, nbf/exp) and a
-	// bad one is refused with 401 before any node sees it. Otherwise the
-	// proxy only reads the room and LiveKit verifies.
+	// Tokens are verified (signature, issuer, nbf/exp) with these, as
+	// LiveKit does, and a bad one is refused with 401 before any node sees
+	// it. Both are required unless Verify is "off".
 	APIKey    string `json:"api_key,omitempty"`
 	APISecret string `json:"api_secret,omitempty"`
+	// "off" routes by the room of tokens nobody checked (LiveKit still
+	// verifies them): such a token never writes a placement, so a new room's
+	// first join may land on a node other than the room's. Default "on".
+	Verify string `json:"verify,omitempty"`
 
 	apiKey, apiSecret string
+	verifyOff         bool
 	registry          *Registry
 	poolKey           string
 	logger            *zap.Logger
@@ -51,6 +56,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	repl := caddy.NewReplacer()
 	h.apiKey = repl.ReplaceAll(h.APIKey, "")
 	h.apiSecret = repl.ReplaceAll(h.APISecret, "")
+	switch v := repl.ReplaceAll(h.Verify, ""); v {
+	case "", "on":
+	case "off":
+		h.verifyOff = true
+	default:
+		return fmt.Errorf("livekit_lb: verify is on or off, not %q", v)
+	}
 	if err := RegisterMetrics(ctx); err != nil {
 		return err
 	}
@@ -59,10 +71,26 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return err
 }
 
-// Validate checks the token settings.
+// Validate checks the token settings: verification cannot be switched off
+// by an {env.*} placeholder that happens to be empty.
 func (h *Handler) Validate() error {
-	if (h.apiKey == "") != (h.apiSecret == "") {
-		return errors.New("livekit_lb: api_key and api_secret go together (an {env.*} placeholder may be empty)")
+	if h.verifyOff {
+		return nil
+	}
+	if h.apiKey == "" || h.apiSecret == "" {
+		return errors.New("livekit_lb: api_key and api_secret are required to verify tokens " +
+			"(is an {env.*} placeholder empty?); `verify off` routes without verifying")
+	}
+	return checkSecret("livekit_lb: api_secret", h.apiSecret)
+}
+
+// minSecret is LiveKit's own minimum for an API secret.
+const minSecret = 32
+
+// checkSecret refuses a secret LiveKit itself would refuse.
+func checkSecret(what, secret string) error {
+	if len(secret) < minSecret {
+		return fmt.Errorf("%s has %d characters; LiveKit needs at least %d", what, len(secret), minSecret)
 	}
 	return nil
 }
@@ -71,7 +99,7 @@ func (h *Handler) Validate() error {
 func (h *Handler) Cleanup() error { return release(h.poolKey) }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	room, err := h.room(r)
+	room, verified, err := h.room(r)
 	if err != nil {
 		countRoute(outcomeBadToken)
 		h.logger.Info("refused access token", zap.String("remote", r.RemoteAddr), zap.String("path", r.URL.Path), zap.Error(err))
@@ -84,7 +112,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	header := w.Header().Clone() // as it was before any node's answer
 	for resends := 0; ; resends++ {
-		s, err := h.route(w, r, room)
+		s, err := h.route(w, r, room, verified)
 		if s == nil {
 			return err
 		}
@@ -111,9 +139,13 @@ const maxResends = 2
 
 // route chooses the node for the request and binds a new session to it, or
 // answers the client itself (503) and returns a nil session.
-func (h *Handler) route(w http.ResponseWriter, r *http.Request, room string) (*session, error) {
+func (h *Handler) route(w http.ResponseWriter, r *http.Request, room string, verified bool) (*session, error) {
 	// Route bounds its own Redis wait by redis_timeout
-	node, outcome, err := h.registry.Route(r.Context(), room)
+	find := h.registry.Route
+	if !verified {
+		find = h.registry.RouteUnverified
+	}
+	node, outcome, err := find(r.Context(), room)
 	if err != nil {
 		msg, o := ErrNoNode.Error(), outcomeNoNode
 		if errors.Is(err, ErrRedis) || errors.Is(err, context.DeadlineExceeded) {
@@ -131,7 +163,7 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, room string) (*s
 		c.Write(zap.String("room", room), zap.String("node", node.ID), zap.String("dial", node.Dial), zap.String("outcome", string(outcome)))
 	}
 	s := newSession(r.Context())
-	setRoute(r, &route{registry: h.registry, room: room, node: node, session: s})
+	setRoute(r, &route{registry: h.registry, room: room, node: node, session: s, unverified: !verified})
 	s.bind(node)
 	caddyhttp.SetVar(r.Context(), "livekit.node", node.ID)
 	caddyhttp.SetVar(r.Context(), "livekit.outcome", string(outcome))
@@ -145,22 +177,28 @@ func resendable(r *http.Request) bool {
 	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.ContentLength == 0 && len(r.TransferEncoding) == 0
 }
 
-// room returns the room the request's token names ("" when it has no token).
-func (h *Handler) room(r *http.Request) (string, error) {
-	raw := tokenFromRequest(r)
-	if h.apiKey == "" {
+// room returns the room the request's token names ("" when it has no
+// token), and whether the token was verified.
+func (h *Handler) room(r *http.Request) (string, bool, error) {
+	raw, err := tokenFromRequest(r)
+	if err != nil {
+		return "", false, err
+	}
+	if h.verifyOff {
 		if raw == "" {
-			return "", nil
+			return "", false, nil
 		}
-		return roomFromToken(raw)
+		room, err := roomFromToken(raw)
+		return room, false, err
 	}
 	if raw == "" {
 		if isSignalPath(r.URL.Path) {
-			return "", fmt.Errorf("%w: missing", errBadToken)
+			return "", false, fmt.Errorf("%w: missing", errBadToken)
 		}
-		return "", nil
+		return "", true, nil
 	}
-	return verifyToken(raw, h.apiKey, h.apiSecret)
+	room, err := verifyToken(raw, h.apiKey, h.apiSecret)
+	return room, err == nil, err
 }
 
 // isSignalPath: the paths where LiveKit requires a token (rtcservice.go).

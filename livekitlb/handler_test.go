@@ -35,7 +35,7 @@ func serve(t *testing.T, h *Handler, req *http.Request) (*httptest.ResponseRecor
 }
 
 func testHandler(t *testing.T, r *Registry, verify bool) *Handler {
-	h := &Handler{registry: r, logger: zap.NewNop()}
+	h := &Handler{registry: r, logger: zap.NewNop(), verifyOff: !verify}
 	if verify {
 		h.apiKey, h.apiSecret = testKey, testSecret
 	}
@@ -127,7 +127,7 @@ func TestRetryAfterFailedDialMovesRoom(t *testing.T) {
 	f, r := twoNodes(t)
 	f.rooms["r"] = "ND_a"
 	req := httptest.NewRequest("GET", "/rtc?access_token="+mint(t, testKey, testSecret, "r", time.Hour), nil)
-	_, rt := serve(t, testHandler(t, r, false), req)
+	_, rt := serve(t, testHandler(t, r, true), req)
 	req = req.WithContext(context.WithValue(req.Context(), caddyhttp.VarsCtxKey, map[string]any{routeVar: rt}))
 
 	if err := (Upstreams{}).ResetCache(req); err != nil {

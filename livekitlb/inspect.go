@@ -72,6 +72,12 @@ func (r *Registry) Rooms(ctx context.Context, cursor uint64, count int64) (map[s
 	return rooms, next, nil
 }
 
+// IsDrained reports whether node (an id or IP) is in the operator's drain list.
+func (r *Registry) IsDrained(node string) bool {
+	_, ok := r.snap.Load().drained[node]
+	return ok
+}
+
 // RedisReachable reports whether the last refresh could read Redis.
 func (r *Registry) RedisReachable() bool { return r.redisOK.Load() }
 

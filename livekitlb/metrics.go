@@ -40,7 +40,7 @@ func initMetrics() {
 			return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help}, node)
 		}
 		metrics.routes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "routes_total",
-			Help: "Routing decisions by outcome: cached, found, placed, followed, replaced, relayed, no_room, no_node, redis_error, bad_token."}, []string{"outcome"})
+			Help: "Routing decisions by outcome: cached, found, placed, followed, replaced, relayed, no_room, unplaced, no_node, redis_error, bad_token."}, []string{"outcome"})
 		metrics.nodeState = gauge("node_state", "LiveKit state of each node: 0 starting, 1 serving, 2 shutting down, 3 suspended.")
 		metrics.nodeRoutable = gauge("node_routable", "1 while the proxy routes to the node (alive, fresh stats, answering, dialable).")
 		metrics.nodeSysload = gauge("node_sysload", "Node's 1-minute load average per CPU, as LiveKit's selector.")
@@ -130,7 +130,7 @@ func observe(op string, start time.Time, err error) {
 	}
 }
 
-func (s timedStore) Nodes(ctx context.Context) (n []*livekit.Node, err error) {
+func (s timedStore) Nodes(ctx context.Context) (n []*livekit.Node, bad []BadNode, err error) {
 	defer func(t time.Time) { observe("nodes", t, err) }(time.Now())
 	return s.store.Nodes(ctx)
 }

@@ -18,7 +18,7 @@ func TestMetricsFollowRouting(t *testing.T) {
 	placed, cached := routes(OutcomePlaced), routes(OutcomeCached)
 	lookups := testutil.CollectAndCount(metrics.redisLatency)
 
-	h := testHandler(t, r, false)
+	h := testHandler(t, r, true)
 	for range 3 {
 		serve(t, h, httptest.NewRequest("GET", "/rtc?access_token="+mint(t, testKey, testSecret, "m1", time.Hour), nil))
 	}

@@ -57,17 +57,24 @@ func (r *Registry) probeLoop(ctx context.Context) {
 	}
 }
 
-// probeAll probes every dialable node at once; a round lasts at most the
-// probe timeout.
+// maxProbing bounds the probes in flight: `nodes` may hold thousands of
+// entries (long-dead nodes, or junk anyone with Redis access wrote).
+const maxProbing = 64
+
+// probeAll probes every node that could be routed to (dialable, and alive
+// by LiveKit's rule: an entry with stale stats is out without a probe);
+// a round lasts about one probe timeout for every maxProbing nodes.
 func (r *Registry) probeAll(ctx context.Context, p *prober) {
 	var wg sync.WaitGroup
+	slots := make(chan struct{}, maxProbing)
 	for _, n := range r.snap.Load().nodes {
-		if n.Dial == "" {
+		if n.Dial == "" || !n.alive() {
 			continue
 		}
+		slots <- struct{}{}
 		wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer func() { <-slots; wg.Done() }()
 			r.probed(n, p.probe(ctx, n.Dial))
 		}()
 	}

@@ -71,6 +71,7 @@ type snapshot struct {
 	byID    map[string]*Node
 	nodes   []*Node           // sorted by id, for stable iteration
 	drained map[string]string // node ids and IPs drained by the operator
+	bad     []BadNode         // entries of `nodes` ignored (see decodeNode)
 }
 
 var emptySnapshot = &snapshot{byID: map[string]*Node{}}
@@ -166,7 +167,7 @@ func (r *Registry) refresh(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, r.settings.redisTimeout)
 	defer cancel()
 	readAt := time.Now()
-	raw, err := r.store.Nodes(rctx)
+	raw, bad, err := r.store.Nodes(rctx)
 	if err != nil {
 		if ctx.Err() == nil { // not shutting down
 			r.redisState(false, err)
@@ -180,7 +181,10 @@ func (r *Registry) refresh(ctx context.Context) {
 	}
 
 	old := r.snap.Load()
-	next := &snapshot{byID: make(map[string]*Node, len(raw)), nodes: make([]*Node, 0, len(raw)), drained: drained}
+	next := &snapshot{byID: make(map[string]*Node, len(raw)), nodes: make([]*Node, 0, len(raw)), drained: drained, bad: bad}
+	r.logBad(old.bad, bad)
+	var gauged []*Node // nodes with metric series: the alive ones
+	var gone []string  // node ids whose series go
 	r.healthMu.Lock()
 	for _, ln := range raw {
 		h := r.health[ln.Id]
@@ -193,8 +197,18 @@ func (r *Registry) refresh(ctx context.Context) {
 		_, byID := drained[n.ID]
 		_, byIP := drained[n.IP]
 		n.Drained = byID || byIP
-		if prev := old.byID[n.ID]; prev == nil || prev.State != n.State || prev.Dial != n.Dial || prev.Drained != n.Drained {
-			fields := []zap.Field{zap.String("node", n.ID), zap.String("ip", n.IP), zap.String("dial", n.Dial),
+		prev := old.byID[n.ID]
+		wasAlive := prev != nil && prev.alive()
+		switch {
+		case n.alive():
+			gauged = append(gauged, n)
+		case wasAlive:
+			gone = append(gone, n.ID)
+		}
+		// entries of nodes long dead stay in `nodes` (and anyone may add
+		// some): only a node that can host rooms, or just stopped, is logged
+		if (n.alive() || wasAlive) && (prev == nil || prev.State != n.State || prev.Dial != n.Dial || prev.Drained != n.Drained || !wasAlive) {
+			fields := []zap.Field{zap.String("node", n.ID), zap.String("ip", shown(n.IP)), zap.String("dial", n.Dial),
 				zap.String("state", n.State.String()), zap.Bool("drained", n.Drained)}
 			if derr != nil {
 				fields = append(fields, zap.NamedError("not_dialled", derr))
@@ -204,19 +218,51 @@ func (r *Registry) refresh(ctx context.Context) {
 		next.byID[n.ID] = n
 		next.nodes = append(next.nodes, n)
 	}
-	var gone []string
 	for id := range r.health {
 		if _, ok := next.byID[id]; !ok {
 			delete(r.health, id)
-			gone = append(gone, id)
-			r.log.Info("livekit node removed", zap.String("node", id))
+			if prev := old.byID[id]; prev != nil && prev.alive() {
+				gone = append(gone, id)
+				r.log.Info("livekit node removed", zap.String("node", id))
+			}
 		}
 	}
 	r.healthMu.Unlock()
-	nodeGauges(readAt, next.nodes, gone)
+	nodeGauges(readAt, gauged, gone)
 	slices.SortFunc(next.nodes, func(a, b *Node) int { return strings.Compare(a.ID, b.ID) })
 	r.snap.Store(next)
 }
+
+// maxBadLogged bounds the lines one refresh logs about ignored entries:
+// anyone who can write to Redis can add thousands.
+const maxBadLogged = 5
+
+// logBad logs the ignored entries of `nodes` that the last refresh did not
+// have, each once.
+func (r *Registry) logBad(before, now []BadNode) {
+	if len(now) == 0 {
+		return
+	}
+	seen := make(map[string]bool, len(before))
+	for _, b := range before {
+		seen[b.Field] = true
+	}
+	fresh := 0
+	for _, b := range now {
+		if seen[b.Field] {
+			continue
+		}
+		if fresh++; fresh <= maxBadLogged {
+			r.log.Warn("ignoring an entry of LiveKit's nodes hash", zap.String("field", b.Field), zap.String("reason", b.Reason))
+		}
+	}
+	if fresh > maxBadLogged {
+		r.log.Warn("ignoring more entries of LiveKit's nodes hash", zap.Int("more", fresh-maxBadLogged), zap.Int("ignored", len(now)))
+	}
+}
+
+// BadNodes returns the entries of `nodes` the last refresh ignored.
+func (r *Registry) BadNodes() []BadNode { return r.snap.Load().bad }
 
 // statsClock is the time at which a node's stats age is judged: readAt,
 // less the part of the last Redis outage that came after the node's update.

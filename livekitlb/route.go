@@ -20,6 +20,10 @@ const (
 	OutcomeReplaced Outcome = "replaced" // its node was gone; moved by compare-and-set
 	OutcomeRelayed  Outcome = "relayed"  // its node is alive but not dialable; LiveKit relays
 	OutcomeNoRoom   Outcome = "no_room"  // request names no room: any routable node
+	// an unverified token (verify off) names a room with no live placement:
+	// any routable node, and LiveKit places the room (the proxy writes
+	// nothing for a token it cannot check)
+	OutcomeUnplaced Outcome = "unplaced"
 
 	// refusals, counted but never returned by Route
 	outcomeNoNode     Outcome = "no_node"
@@ -42,6 +46,17 @@ const maxPlacementRounds = 3
 // room). A known room costs two map lookups and no allocation; an unknown
 // one is looked up once in Redis however many requests ask at the same time.
 func (r *Registry) Route(ctx context.Context, room string) (*Node, Outcome, error) {
+	return r.route(ctx, room, true)
+}
+
+// RouteUnverified is Route for a room read from a token nobody verified: it
+// follows an existing placement but never writes one, so that made-up rooms
+// cannot fill room_node_map or move real ones.
+func (r *Registry) RouteUnverified(ctx context.Context, room string) (*Node, Outcome, error) {
+	return r.route(ctx, room, false)
+}
+
+func (r *Registry) route(ctx context.Context, room string, place bool) (*Node, Outcome, error) {
 	now := time.Now()
 	snap := r.snap.Load()
 	if room == "" {
@@ -60,11 +75,15 @@ func (r *Registry) Route(ctx context.Context, room string) (*Node, Outcome, erro
 		// fail fast: the refresh loop retries Redis every refresh_interval
 		return nil, "", ErrRedis
 	}
-	ch := r.lookups.DoChan(room, func() (any, error) {
+	key := room
+	if !place {
+		key = "\x00" + room // never shares a lookup that may place
+	}
+	ch := r.lookups.DoChan(key, func() (any, error) {
 		// not the caller's context: a caller that gives up must not fail the others
 		lctx, cancel := context.WithTimeout(context.Background(), r.settings.redisTimeout)
 		defer cancel()
-		return r.resolve(lctx, room)
+		return r.resolve(lctx, room, place)
 	})
 	select {
 	case res := <-ch:
@@ -84,8 +103,9 @@ type decision struct {
 }
 
 // resolve reads room_node_map and, when the room has no live node, places it
-// with an atomic write so that no two writers can split a room.
-func (r *Registry) resolve(ctx context.Context, room string) (decision, error) {
+// with an atomic write so that no two writers can split a room (with place
+// unset, it leaves that to LiveKit).
+func (r *Registry) resolve(ctx context.Context, room string, place bool) (decision, error) {
 	cur, err := r.store.RoomNode(ctx, room)
 	if err != nil {
 		// Redis failed before the refresh loop noticed: an expired
@@ -116,6 +136,12 @@ func (r *Registry) resolve(ctx context.Context, room string) (decision, error) {
 					return decision{}, ErrNoNode
 				}
 			}
+		}
+		if !place {
+			if a := r.anyNode(snap, now); a != nil {
+				return decision{a, OutcomeUnplaced}, nil
+			}
+			return decision{}, ErrNoNode
 		}
 		target := r.choose(snap, room, cur, now)
 		if target == nil {

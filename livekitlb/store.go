@@ -3,12 +3,10 @@ package livekitlb
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/protobuf/proto"
 )
 
 // LiveKit's own keys (livekit-server pkg/routing/redisrouter.go).
@@ -25,8 +23,9 @@ const drainedKey = "caddy_livekit:drained"
 // store is everything the proxy reads from or writes to Redis; this file is
 // the only place that touches it, so tests swap in a fake.
 type store interface {
-	// Nodes returns every node registered in the `nodes` hash.
-	Nodes(ctx context.Context) ([]*livekit.Node, error)
+	// Nodes returns every node registered in the `nodes` hash, and the
+	// entries it ignored (see decodeNode).
+	Nodes(ctx context.Context) ([]*livekit.Node, []BadNode, error)
 	// RoomNode returns the node id that room_node_map names for room, or "".
 	RoomNode(ctx context.Context, room string) (string, error)
 	// PlaceRoom writes room -> nodeID only if the room has no placement, and
@@ -69,20 +68,22 @@ end
 return cur
 `)
 
-func (s redisStore) Nodes(ctx context.Context) ([]*livekit.Node, error) {
+func (s redisStore) Nodes(ctx context.Context) ([]*livekit.Node, []BadNode, error) {
 	raw, err := s.rc.HGetAll(ctx, nodesKey).Result()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	nodes := make([]*livekit.Node, 0, len(raw))
-	for id, b := range raw {
-		n := &livekit.Node{}
-		if err := proto.Unmarshal([]byte(b), n); err != nil {
-			return nil, fmt.Errorf("decoding node %q: %w", id, err)
+	var bad []BadNode
+	for field, b := range raw {
+		n, err := decodeNode(field, []byte(b))
+		if err != nil {
+			bad = append(bad, BadNode{Field: shown(field), Reason: err.Error()})
+			continue
 		}
 		nodes = append(nodes, n)
 	}
-	return nodes, nil
+	return nodes, bad, nil
 }
 
 func (s redisStore) RoomNode(ctx context.Context, room string) (string, error) {
@@ -93,15 +94,19 @@ func (s redisStore) RoomNode(ctx context.Context, room string) (string, error) {
 	return id, err
 }
 
+// placeScript is HSETNX that also takes a field holding "": an empty
+// placement names no node, and would otherwise hold the room forever.
+var placeScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur == false or cur == '' then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return ARGV[2]
+end
+return cur
+`)
+
 func (s redisStore) PlaceRoom(ctx context.Context, room, nodeID string) (string, error) {
-	ok, err := s.rc.HSetNX(ctx, roomNodeMapKey, room, nodeID).Result()
-	if err != nil {
-		return "", err
-	}
-	if ok {
-		return nodeID, nil
-	}
-	return s.RoomNode(ctx, room)
+	return placeScript.Run(ctx, s.rc, []string{roomNodeMapKey}, room, nodeID).Text()
 }
 
 func (s redisStore) ReplaceRoom(ctx context.Context, room, oldID, newID string) (string, error) {

@@ -12,18 +12,26 @@ import (
 	"github.com/livekit/protocol/auth"
 )
 
-// tokenFromRequest returns the access token as LiveKit reads it: the
-// access_token query parameter (JS SDK) or an Authorization bearer
-// (server-sdk-go v2.19).
-func tokenFromRequest(r *http.Request) string {
-	if t := queryParam(r.URL.RawQuery, "access_token"); t != "" {
-		return t
+// tokenFromRequest returns the access token exactly as LiveKit reads it
+// (livekit-server pkg/service/auth.go): the Authorization header when there
+// is one, which must then start with "Bearer " (case and all), else the
+// access_token form value of the query. Reading it any other way would let
+// a client route by one token while LiveKit admits it by another.
+func tokenFromRequest(r *http.Request) (string, error) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		tok, ok := strings.CutPrefix(h, bearerPrefix)
+		if !ok {
+			return "", errNotBearer
+		}
+		return tok, nil
 	}
-	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
-	}
-	return ""
+	return queryParam(r.URL.RawQuery, "access_token"), nil
 }
+
+const bearerPrefix = "Bearer "
+
+// errNotBearer is LiveKit's refusal of any other Authorization scheme.
+var errNotBearer = fmt.Errorf("%w: Authorization header must start with %q", errors.New("invalid authorization header"), bearerPrefix)
 
 // errBadToken wraps every reason a token is refused; its text is safe to
 // show to the client (it never contains the token).
@@ -80,20 +88,33 @@ func roomOf(g *auth.ClaimGrants) string {
 	return g.Video.Room
 }
 
-// queryParam finds one parameter without building the whole query map
-// (url.Values) on every request.
+// queryParam returns the first value of name in a raw query, decoded as
+// net/url.ParseQuery (LiveKit's r.FormValue) does: pairs with a semicolon
+// or a bad escape are skipped, keys are unescaped too (access%5Ftoken is
+// access_token). It builds no map: this runs on every request.
 func queryParam(raw, name string) string {
 	for raw != "" {
 		var kv string
 		kv, raw, _ = strings.Cut(raw, "&")
+		if kv == "" || strings.IndexByte(kv, ';') >= 0 {
+			continue
+		}
 		k, v, _ := strings.Cut(kv, "=")
+		if strings.ContainsAny(k, "%+") {
+			var err error
+			if k, err = url.QueryUnescape(k); err != nil {
+				continue
+			}
+		}
 		if k != name {
 			continue
 		}
 		if strings.ContainsAny(v, "%+") {
-			if u, err := url.QueryUnescape(v); err == nil {
-				return u
+			u, err := url.QueryUnescape(v)
+			if err != nil {
+				continue
 			}
+			v = u
 		}
 		return v
 	}

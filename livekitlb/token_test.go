@@ -3,6 +3,7 @@ package livekitlb
 import (
 	"errors"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -27,19 +28,29 @@ func mint(t testing.TB, key, secret, room string, validFor time.Duration) string
 	return tok
 }
 
+// The token is read as LiveKit reads it: the header wins over the query,
+// and a header that is not "Bearer ..." is refused, not skipped.
 func TestTokenFromRequest(t *testing.T) {
-	r := httptest.NewRequest("GET", "/rtc?access_token=abc&auto_subscribe=1", nil)
-	if got := tokenFromRequest(r); got != "abc" {
-		t.Errorf("query: got %q", got)
-	}
-	r = httptest.NewRequest("GET", "/rtc/v1", nil)
-	r.Header.Set("Authorization", "Bearer xyz")
-	if got := tokenFromRequest(r); got != "xyz" {
-		t.Errorf("bearer: got %q", got)
-	}
-	r.Header.Set("Authorization", "Basic xyz")
-	if got := tokenFromRequest(r); got != "" {
-		t.Errorf("basic auth taken as token: %q", got)
+	for _, c := range []struct {
+		query, header, want string
+		refused             bool
+	}{
+		{query: "access_token=abc&auto_subscribe=1", want: "abc"},
+		{header: "Bearer xyz", want: "xyz"},
+		{query: "access_token=abc", header: "Bearer xyz", want: "xyz"},
+		{query: "access_token=abc", header: "Bearer garbage", want: "garbage"},
+		{query: "access_token=abc", header: "Basic xyz", refused: true},
+		{query: "access_token=abc", header: "bearer xyz", refused: true}, // LiveKit's prefix is case-sensitive
+		{query: "access%5Ftoken=abc", want: "abc"},
+	} {
+		r := httptest.NewRequest("GET", "/rtc?"+c.query, nil)
+		if c.header != "" {
+			r.Header.Set("Authorization", c.header)
+		}
+		got, err := tokenFromRequest(r)
+		if (err != nil) != c.refused || got != c.want {
+			t.Errorf("query %q header %q: got %q, %v", c.query, c.header, got, err)
+		}
 	}
 }
 
@@ -120,9 +131,16 @@ func TestQueryParam(t *testing.T) {
 		"":                                       "",
 		"access_token":                           "",
 		"access_token=first&access_token=second": "first",
+		"access%5Ftoken=k":                       "k",
+		"access_token=a;b&access_token=c":        "c",
+		"access_token=%zz&access_token=d":        "d",
+		"access_token=a+b":                       "a b",
 	} {
 		if got := queryParam(raw, "access_token"); got != want {
 			t.Errorf("queryParam(%q) = %q, want %q", raw, got, want)
+		}
+		if q, _ := url.ParseQuery(raw); q.Get("access_token") != want {
+			t.Errorf("url.ParseQuery(%q) reads %q, the test wants %q", raw, q.Get("access_token"), want)
 		}
 	}
 }

@@ -21,6 +21,8 @@ type route struct {
 	room     string
 	node     *Node // nil once every node failed
 	session  *session
+	// unverified: the room comes from a token nobody checked (verify off)
+	unverified bool
 }
 
 const routeVar = "livekit.route"
@@ -73,7 +75,11 @@ func (Upstreams) ResetCache(r *http.Request) error {
 	rt.registry.ReportFailure(rt.node, rt.room)
 	ctx, cancel := context.WithTimeout(r.Context(), rt.registry.settings.redisTimeout)
 	defer cancel()
-	node, outcome, err := rt.registry.Route(ctx, rt.room)
+	find := rt.registry.Route
+	if rt.unverified {
+		find = rt.registry.RouteUnverified
+	}
+	node, outcome, err := find(ctx, rt.room)
 	rt.node = node
 	if err != nil {
 		rt.node = nil

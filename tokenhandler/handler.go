@@ -45,6 +45,13 @@ type Handler struct {
 	IdentityHeader string `json:"identity_header,omitempty"`
 	AllowAnonymous bool   `json:"allow_anonymous,omitempty"`
 
+	// The participant's identity is the authenticated user's (identity_header
+	// or basic_auth), else user_name plus a random suffix. With these, the
+	// caller may choose the identity or the metadata in the body instead: for
+	// a trusted backend that calls with auth_key on its users' behalf.
+	AllowCallerIdentity bool `json:"allow_caller_identity,omitempty"`
+	AllowCallerMetadata bool `json:"allow_caller_metadata,omitempty"`
+
 	// Token lifetime when the caller names none (default 6h), and the most
 	// a caller may ask for (default 24h).
 	TTL    caddy.Duration `json:"ttl,omitempty"`
@@ -95,14 +102,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.apiSecret = repl.ReplaceAll(h.APISecret, "")
 	h.authKey = repl.ReplaceAll(h.AuthKey, "")
 	h.publicURL = strings.TrimRight(repl.ReplaceAll(h.PublicURL, ""), "/")
-	if h.TTL == 0 {
-		h.TTL = caddy.Duration(6 * time.Hour)
-	}
-	if h.MaxTTL == 0 {
-		h.MaxTTL = caddy.Duration(24 * time.Hour)
-	}
-	if h.MaxBodyBytes == 0 {
-		h.MaxBodyBytes = 64 << 10
+	h.setDefaults()
+	if h.IdentityHeader != "" {
+		h.logger.Warn("identity_header trusts whoever sets the header: put forward_auth with copy_headers "+
+			h.IdentityHeader+" before livekit_token (it drops a copy sent by the client); without it any client "+
+			"can claim any identity", zap.String("header", h.IdentityHeader))
 	}
 	h.client = &http.Client{Timeout: 5 * time.Second}
 	h.created = new(createdRooms)
@@ -117,14 +121,31 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// setDefaults fills what the config left out.
+func (h *Handler) setDefaults() {
+	if h.MaxTTL == 0 {
+		h.MaxTTL = caddy.Duration(24 * time.Hour)
+	}
+	if h.TTL == 0 { // the default fits a lower max_ttl
+		h.TTL = min(caddy.Duration(6*time.Hour), h.MaxTTL)
+	}
+	if h.MaxBodyBytes == 0 {
+		h.MaxBodyBytes = 64 << 10
+	}
+}
+
 // Validate refuses configurations that could not mint a usable token or
 // would leave the endpoint open by accident.
 func (h *Handler) Validate() error {
 	switch {
 	case h.apiKey == "" || h.apiSecret == "":
 		return errors.New("livekit_token: api_key and api_secret are required (is the {env.*} variable set?)")
-	case len(h.apiSecret) < 32:
+	case len(h.apiSecret) < minSecret:
 		return errors.New("livekit_token: api_secret must be at least 32 characters, as LiveKit requires")
+	case h.authKey != "" && len(h.authKey) < minSecret:
+		return errors.New("livekit_token: auth_key must be at least 32 characters (openssl rand -hex 24)")
+	case h.MaxTTL < caddy.Duration(time.Second):
+		return errors.New("livekit_token: max_ttl must be at least 1s")
 	case h.AllowAnonymous && (h.authKey != "" || h.IdentityHeader != ""):
 		return errors.New("livekit_token: allow_anonymous contradicts auth_key and identity_header")
 	case h.AuthKey != "" && h.authKey == "":
@@ -152,11 +173,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		w.Header().Set("Allow", http.MethodPost)
 		return h.fail(w, r, refuse(http.StatusMethodNotAllowed, "use POST"), "")
 	}
-	if !h.authenticated(r) {
+	user, ok := h.caller(r)
+	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="livekit"`)
 		return h.fail(w, r, refuse(http.StatusUnauthorized, "authentication required"), "")
 	}
 	req, herr := decodeRequest(r, h.MaxBodyBytes, time.Duration(h.MaxTTL))
+	if herr == nil {
+		herr = h.decideIdentity(req, user)
+	}
 	if herr != nil {
 		return h.fail(w, r, herr, "")
 	}
@@ -178,28 +203,56 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	return json.NewEncoder(w).Encode(createResponse{RoomName: req.RoomName, Token: token, URL: url, ServerURL: url})
 }
 
-// authenticated: the bearer key (compared in constant time), a user that
-// Caddy's authentication handler identified, or a forward_auth identity.
-func (h *Handler) authenticated(r *http.Request) bool {
-	if h.AllowAnonymous {
-		return true
+// minSecret is LiveKit's minimum length of an API secret; a bearer key
+// guards as much.
+const minSecret = 32
+
+// caller authenticates the request and returns the user it names ("" for
+// the bearer key or anonymous callers): a user that Caddy's authentication
+// handler identified, a forward_auth identity header, or the bearer key
+// (compared in constant time).
+func (h *Handler) caller(r *http.Request) (user string, ok bool) {
+	if repl, found := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); found {
+		if id, _ := repl.GetString("http.auth.user.id"); id != "" {
+			return id, true
+		}
+	}
+	if h.IdentityHeader != "" {
+		if id := r.Header.Get(h.IdentityHeader); id != "" {
+			return id, true
+		}
 	}
 	if h.authKey != "" {
 		got := r.Header.Get("Authorization")
 		if len(got) > 7 && strings.EqualFold(got[:7], "bearer ") &&
 			subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got[7:])), []byte(h.authKey)) == 1 {
-			return true
+			return "", true
 		}
 	}
-	if h.IdentityHeader != "" && r.Header.Get(h.IdentityHeader) != "" {
-		return true
+	return "", h.AllowAnonymous
+}
+
+// decideIdentity sets the participant's identity: the authenticated user's,
+// the caller's own choice where allowed, else user_name plus a random
+// suffix (so two calls with one user_name do not push each other out).
+func (h *Handler) decideIdentity(req *createRequest, user string) *httpError {
+	if req.Identity != "" && !h.AllowCallerIdentity {
+		return refuse(http.StatusBadRequest, "identity is chosen by the server here (allow_caller_identity is off)")
 	}
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		if id, _ := repl.GetString("http.auth.user.id"); id != "" {
-			return true
+	if req.Metadata != "" && !h.AllowCallerMetadata {
+		return refuse(http.StatusBadRequest, "metadata is not accepted here (allow_caller_metadata is off)")
+	}
+	switch {
+	case req.Identity != "":
+	case user != "":
+		if msg := checkName(user, maxIdentity); msg != "" {
+			return refuse(http.StatusBadRequest, "the authenticated user name %s", msg)
 		}
+		req.Identity = user
+	default:
+		req.Identity = uniqueIdentity(req.UserName)
 	}
-	return false
+	return nil
 }
 
 // url is the public address clients must connect to.

@@ -24,7 +24,7 @@ import (
 const (
 	key     = "devkey"
 	secret  = "0123456789abcdef0123456789abcdef-secret"
-	authKey = "frontend-key"
+	authKey = "frontend-key-of-at-least-32-characters"
 )
 
 // fakeNode is a LiveKit node's RoomService: it records CreateRoom calls.
@@ -137,6 +137,7 @@ func errorOf(t *testing.T, w *httptest.ResponseRecorder) string {
 
 func TestCreateRoom(t *testing.T) {
 	f := newFixture(t)
+	f.h.AllowCallerMetadata = true
 	w := f.do(t, "POST", `{"room_name":"standup","user_name":"Alice","metadata":"{\"team\":1}"}`, nil)
 	if w.Code != 200 {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
@@ -183,6 +184,7 @@ func TestCreateRoom(t *testing.T) {
 
 func TestCreateRoomOptions(t *testing.T) {
 	f := newFixture(t)
+	f.h.AllowCallerIdentity = true
 	no := false
 	f.h.CanPublish = &no
 	f.h.publicURL = "wss://rtc.example.org"
@@ -377,7 +379,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	ok := Handler{apiKey: key, apiSecret: secret, TTL: 1, MaxTTL: 2}
+	ok := Handler{apiKey: key, apiSecret: secret, TTL: caddy.Duration(time.Second), MaxTTL: caddy.Duration(2 * time.Second)}
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -386,9 +388,11 @@ func TestValidate(t *testing.T) {
 		"short secret":        func(h *Handler) { h.apiSecret = "short" },
 		"anon with key":       func(h *Handler) { h.AllowAnonymous, h.authKey = true, "k" },
 		"empty auth_key env":  func(h *Handler) { h.AuthKey = "{env.NOPE}" },
-		"ttl over max":        func(h *Handler) { h.TTL = 3 },
+		"ttl over max":        func(h *Handler) { h.TTL = caddy.Duration(3 * time.Second) },
 		"http public url":     func(h *Handler) { h.publicURL = "https://x" },
 		"negative body limit": func(h *Handler) { h.MaxBodyBytes = -1 },
+		"short auth_key":      func(h *Handler) { h.authKey = "k" },
+		"max_ttl under 1s":    func(h *Handler) { h.TTL, h.MaxTTL = 1, 2 },
 	} {
 		h := ok
 		edit(&h)

@@ -1,12 +1,14 @@
 package tokenhandler
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -20,6 +22,11 @@ const (
 	maxIdentity = 256
 	maxUserName = 256
 )
+
+// maxMetadata bounds the caller's metadata: it travels in the token, and a
+// token must fit the URL of the JS SDK's signal request, where proxies and
+// servers commonly stop at 8 KiB.
+const maxMetadata = 4 << 10
 
 // createRequest is the body of a create-room call.
 type createRequest struct {
@@ -64,23 +71,83 @@ func decodeRequest(r *http.Request, limit int64, maxTTL time.Duration) (*createR
 	if r.ContentLength > limit {
 		return nil, refuse(http.StatusRequestEntityTooLarge, "body larger than %d bytes", limit)
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, limit))
-	dec.DisallowUnknownFields()
-	var req createRequest
-	if err := dec.Decode(&req); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return nil, refuse(http.StatusRequestEntityTooLarge, "body larger than %d bytes", limit)
 		}
+		return nil, refuse(http.StatusBadRequest, "could not read the body")
+	}
+	req, herr := parseRequest(body)
+	if herr != nil {
+		return nil, herr
+	}
+	if e := req.validate(maxTTL); e != nil {
+		return nil, e
+	}
+	return req, nil
+}
+
+// parseRequest reads one JSON object whose keys are createRequest's, each
+// at most once and spelled exactly: encoding/json alone matches keys in
+// any case and lets a second copy win, so {"room_name":..,"ROOM_NAME":..}
+// would mean whatever the last one says.
+func parseRequest(body []byte) (*createRequest, *httpError) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, refuse(http.StatusBadRequest, "malformed JSON body: %s", jsonProblem(orNotObject(err)))
+	}
+	var req createRequest
+	fields := map[string]any{
+		"room_name": &req.RoomName, "user_name": &req.UserName, "identity": &req.Identity,
+		"metadata": &req.Metadata, "ttl": &req.TTL,
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, refuse(http.StatusBadRequest, "malformed JSON body: %s", jsonProblem(err))
+		}
+		key, _ := t.(string)
+		dst, known := fields[key]
+		switch {
+		case !known:
+			return nil, refuse(http.StatusBadRequest, "malformed JSON body: unknown field %s", quoteShort(key))
+		case seen[key]:
+			return nil, refuse(http.StatusBadRequest, "malformed JSON body: field %s given twice", key)
+		}
+		seen[key] = true
+		if err := dec.Decode(dst); err != nil {
+			var typ *json.UnmarshalTypeError
+			if errors.As(err, &typ) {
+				return nil, refuse(http.StatusBadRequest, "malformed JSON body: field %s must be a %s", key, typ.Type)
+			}
+			return nil, refuse(http.StatusBadRequest, "malformed JSON body: %s", jsonProblem(err))
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
 		return nil, refuse(http.StatusBadRequest, "malformed JSON body: %s", jsonProblem(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, refuse(http.StatusBadRequest, "malformed JSON body: trailing data after the object")
 	}
-	if e := req.validate(maxTTL); e != nil {
-		return nil, e
-	}
 	return &req, nil
+}
+
+func orNotObject(err error) error {
+	if err == nil {
+		return errors.New("not a JSON object")
+	}
+	return err
+}
+
+// quoteShort quotes a caller's string for an error message, cut to 64 bytes.
+func quoteShort(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "..."
+	}
+	return strconv.Quote(s)
 }
 
 // jsonProblem keeps the decoder's explanation without echoing the body.
@@ -123,11 +190,12 @@ func (req *createRequest) validate(maxTTL time.Duration) *httpError {
 	if !utf8.ValidString(req.Metadata) {
 		return refuse(http.StatusBadRequest, "metadata must be UTF-8")
 	}
-	if req.TTL < 0 {
-		return refuse(http.StatusBadRequest, "ttl must be positive seconds")
+	if len(req.Metadata) > maxMetadata {
+		return refuse(http.StatusBadRequest, "metadata is longer than %d bytes", maxMetadata)
 	}
-	if maxTTL > 0 && time.Duration(req.TTL)*time.Second > maxTTL {
-		return refuse(http.StatusBadRequest, "ttl exceeds the maximum of %d seconds", int64(maxTTL/time.Second))
+	// in seconds: a Duration of a huge ttl overflows and wraps
+	if max := int64(maxTTL / time.Second); req.TTL < 0 || req.TTL > max {
+		return refuse(http.StatusBadRequest, "ttl must be 1 to %d seconds (or left out for the default)", max)
 	}
 	return nil
 }

@@ -11,10 +11,7 @@ import (
 
 // mint signs the participant's join token: roomJoin for that room only.
 func (h *Handler) mint(req *createRequest) (string, error) {
-	identity := req.Identity
-	if identity == "" {
-		identity = uniqueIdentity(req.UserName)
-	}
+	identity := req.Identity // decided by decideIdentity
 	ttl := time.Duration(h.TTL)
 	if req.TTL > 0 {
 		ttl = time.Duration(req.TTL) * time.Second

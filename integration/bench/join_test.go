@@ -66,6 +66,8 @@ func joinCaddyfile(lbAddr, rpAddr, redisAddr string, nodes []*harness.Node) stri
 	return fmt.Sprintf(`http://%s {
 	livekit_lb %s {
 		allow_networks 127.0.0.0/8
+		api_key `+harness.APIKey+`
+		api_secret `+harness.APISecret+`
 	}
 }
 

@@ -27,6 +27,8 @@ http://%s {
 	header >%s {http.vars.livekit.outcome}
 	livekit_lb %s {
 		allow_networks 127.0.0.0/8
+		api_key `+harness.APIKey+`
+		api_secret `+harness.APISecret+`
 		node_port %d
 	}
 }

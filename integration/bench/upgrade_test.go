@@ -32,6 +32,8 @@ func upgradeCaddyfile(lbAddr, rpAddr, redisAddr string, nodes []fakeNode, port i
 	return fmt.Sprintf(`http://%s {
 	livekit_lb %s {
 		allow_networks 127.0.0.0/8
+		api_key `+harness.APIKey+`
+		api_secret `+harness.APISecret+`
 		node_port %d
 	}
 }

@@ -134,7 +134,7 @@ func newStack(t *testing.T, nodes int) *stack {
 	s.set("REDIS_PASSWORD", "pw-"+randHex(8))
 	s.set("LIVEKIT_API_KEY", "APIct"+randHex(3))
 	s.set("LIVEKIT_API_SECRET", randHex(20))
-	s.set("CREATE_ROOM_KEY", "crk-"+randHex(8))
+	s.set("CREATE_ROOM_KEY", "crk-"+randHex(16)) // 32+ characters, as livekit_token requires
 	s.set("CADDY_PORT", freePort(t))
 	s.set("CADDY1_PORT", freePort(t))
 	s.set("CADDY2_PORT", freePort(t))

@@ -64,6 +64,9 @@ func lbSite(addr, redisAddr string, extra ...string) string {
 	fmt.Fprintf(&b, "http://%s {\n", addr)
 	fmt.Fprintf(&b, "\tlivekit_lb %s {\n", redisAddr)
 	b.WriteString("\t\tallow_networks 127.0.0.0/8\n")
+	for _, l := range harness.LBKeys {
+		fmt.Fprintf(&b, "\t\t%s\n", l)
+	}
 	for _, l := range extra {
 		fmt.Fprintf(&b, "\t\t%s\n", l)
 	}

@@ -11,6 +11,10 @@ import (
 	lksdk "github.com/livekit/server-sdk-go/v2"
 )
 
+// LBKeys are the lines of a livekit_lb block that verify tokens with the
+// nodes' key, as every livekit_lb must unless it says `verify off`.
+var LBKeys = []string{"api_key " + APIKey, "api_secret " + APISecret}
+
 // Token is an access token for identity to join room, signed with APIKey/APISecret.
 func Token(room, identity string) string {
 	at := auth.NewAccessToken(APIKey, APISecret).

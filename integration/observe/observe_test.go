@@ -32,7 +32,7 @@ func start(t *testing.T) *stack {
 	s := &stack{redis: harness.StartRedis(t)}
 	s.nodes = harness.StartNodes(t, s.redis.Addr(), 2, harness.NodeOptions{})
 	s.addr = harness.FreeAddr(t)
-	s.caddy = harness.StartCaddy(t, fmt.Sprintf("http://%s {\n\tlivekit_lb %s {\n\t\tallow_networks 127.0.0.0/8\n\t\tload_measure rooms\n\t}\n}\n", s.addr, s.redis.Addr()))
+	s.caddy = harness.StartCaddy(t, fmt.Sprintf("http://%s {\n\tlivekit_lb %s {\n\t\tallow_networks 127.0.0.0/8\n\t\tload_measure rooms\n\t\t%s\n\t}\n}\n", s.addr, s.redis.Addr(), strings.Join(harness.LBKeys, "\n\t\t")))
 	return s
 }
 

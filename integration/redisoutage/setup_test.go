@@ -98,6 +98,9 @@ func (c *cluster) startProxy(redisBlock ...string) {
 	b.WriteString("\t\t}\n")
 	b.WriteString("\t\tload_measure rooms # all nodes share one host, so sysload ties\n")
 	b.WriteString("\t\tallow_networks 127.0.0.0/8\n")
+	for _, l := range harness.LBKeys {
+		fmt.Fprintf(&b, "\t\t%s\n", l)
+	}
 	b.WriteString("\t}\n}\n")
 	c.caddy = harness.StartCaddy(c.t, b.String())
 }

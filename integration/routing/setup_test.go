@@ -44,6 +44,9 @@ func caddyfile(addr, redisAddr string, extra ...string) string {
 	fmt.Fprintf(&b, "\tlivekit_lb %s {\n", redisAddr)
 	b.WriteString("\t\tload_measure rooms # all nodes share one host, so sysload ties; rooms makes the spread visible\n")
 	b.WriteString("\t\tallow_networks 127.0.0.0/8\n")
+	for _, l := range harness.LBKeys {
+		fmt.Fprintf(&b, "\t\t%s\n", l)
+	}
 	for _, l := range extra {
 		fmt.Fprintf(&b, "\t\t%s\n", l)
 	}

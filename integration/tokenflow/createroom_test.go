@@ -22,7 +22,7 @@ import (
 
 func TestMain(m *testing.M) { harness.Main(m) }
 
-const frontendKey = "frontend-key-for-tests"
+const frontendKey = "frontend-key-for-the-integration-tests"
 
 type stack struct {
 	redis *harness.Redis
@@ -49,10 +49,12 @@ func start(t *testing.T, nodes int) *stack {
 	handle {
 		livekit_lb {
 		%s
+			api_key %s
+			api_secret %s
 		}
 	}
 }
-`, s.addr, cluster, harness.APIKey, harness.APISecret, frontendKey, cluster))
+`, s.addr, cluster, harness.APIKey, harness.APISecret, frontendKey, cluster, harness.APIKey, harness.APISecret))
 	return s
 }
 

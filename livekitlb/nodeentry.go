@@ -1,0 +1,64 @@
+package livekitlb
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/livekit/protocol/livekit"
+	"google.golang.org/protobuf/proto"
+)
+
+// BadNode is an entry of the `nodes` hash that the proxy ignores: any process
+// that reaches Redis can write there, and one unreadable or lying entry must
+// not stop routing nor take a healthy node out.
+type BadNode struct {
+	Field  string `json:"field"` // quoted and cut to maxFieldShown
+	Reason string `json:"reason"`
+}
+
+// maxFieldShown bounds how much of a hash field a log line or status shows.
+const maxFieldShown = 64
+
+// decodeNode reads one `nodes` entry as LiveKit writes it (the field is
+// the node id, the value proto.Marshal(livekit.Node)), and refuses what
+// LiveKit would never write.
+func decodeNode(field string, value []byte) (*livekit.Node, error) {
+	n := &livekit.Node{}
+	if err := proto.Unmarshal(value, n); err != nil {
+		return nil, fmt.Errorf("not a livekit.Node protobuf")
+	}
+	switch {
+	case n.Id == "":
+		return nil, fmt.Errorf("no node id")
+	case !validNodeID(n.Id):
+		return nil, fmt.Errorf("node id %s is not one LiveKit makes", shown(n.Id))
+	case n.Id != field:
+		// a copy of a healthy node's id under another field would take that
+		// node out, or route its rooms to an address of the writer's choice
+		return nil, fmt.Errorf("entry carries node id %s", shown(n.Id))
+	}
+	return n, nil
+}
+
+// validNodeID: LiveKit's ids are "ND_" and 12 base62 characters; accept any
+// short run of letters, digits, '_' and '-', never empty.
+func validNodeID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// shown quotes s for a log line or an error, cut to maxFieldShown bytes.
+func shown(s string) string {
+	if len(s) > maxFieldShown {
+		return strconv.Quote(s[:maxFieldShown]) + fmt.Sprintf("...(%d bytes)", len(s))
+	}
+	return strconv.Quote(s)
+}

@@ -1,0 +1,39 @@
+package livekitlb
+
+import (
+	"net/url"
+	"testing"
+	"time"
+)
+
+// queryParam must read the query exactly as url.ParseQuery (LiveKit's
+// r.FormValue) does, whatever a client sends.
+func FuzzQueryParam(f *testing.F) {
+	for _, s := range []string{
+		"access_token=abc", "a=1&access_token=x.y.z", "access%5Ftoken=k", "access_token=a;b&access_token=c",
+		"access_token=%zz&access_token=d", "access_token=a+b%20c", "&&access_token&access_token=", "access_token=%",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, _ := url.ParseQuery(raw)
+		if got, want := queryParam(raw, "access_token"), q.Get("access_token"); got != want {
+			t.Fatalf("queryParam(%q) = %q; url.ParseQuery reads %q", raw, got, want)
+		}
+	})
+}
+
+// roomFromToken reads any string without panicking, and reads the room of
+// a real token as verifying it does.
+func FuzzRoomFromToken(f *testing.F) {
+	f.Add(mint(f, testKey, testSecret, "standup", time.Hour))
+	f.Add("a.b.c")
+	f.Add("eyJhbGciOiJIUzI1NiJ9.eyJ2aWRlbyI6eyJyb29tIjoxfX0.x")
+	f.Add("..")
+	f.Fuzz(func(t *testing.T, raw string) {
+		room, err := roomFromToken(raw)
+		if vroom, verr := verifyToken(raw, testKey, testSecret); verr == nil && (err != nil || room != vroom) {
+			t.Fatalf("verified token names %q; unverified read gives %q, %v", vroom, room, err)
+		}
+	})
+}
