@@ -102,7 +102,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	room, verified, err := h.room(r)
 	if err != nil {
 		countRoute(outcomeBadToken)
-		h.logger.Info("refused access token", zap.String("remote", r.RemoteAddr), zap.String("path", r.URL.Path), zap.Error(err))
+		h.logger.Info("refused access token", zap.String("remote", r.RemoteAddr), logged("path", r.URL.Path), zap.Error(err))
 		return WriteJSONError(w, http.StatusUnauthorized, err.Error())
 	}
 	if !h.registry.Loaded() { // only in the first moments after start
@@ -110,6 +110,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.registry.WaitLoaded(ctx)
 		cancel()
 	}
+	tokenToHeader(r)
 	header := w.Header().Clone() // as it was before any node's answer
 	for resends := 0; ; resends++ {
 		s, err := h.route(w, r, room, verified)
@@ -118,6 +119,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		err = next.ServeHTTP(&sessionWriter{ResponseWriter: w, s: s}, r.WithContext(s.ctx))
 		if !s.release() {
+			if err != nil && !s.wasCommitted() {
+				// answer here: Caddy's own error log line would carry the
+				// request's original URI, access_token and all
+				return h.proxyFailed(w, r, room, err)
+			}
 			return err
 		}
 		// the node died before it answered: nothing reached the client yet
@@ -129,9 +135,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		metrics.sessionsEnded.WithLabelValues("resent").Inc()
 		if c := h.logger.Check(zapcore.DebugLevel, "node died before answering; sending the request again"); c != nil {
-			c.Write(zap.String("room", room), zap.String("path", r.URL.Path))
+			c.Write(logged("room", room), logged("path", r.URL.Path))
 		}
 	}
+}
+
+// proxyFailed answers a request no node could take with a JSON error and
+// logs one line.
+func (h *Handler) proxyFailed(w http.ResponseWriter, r *http.Request, room string, err error) error {
+	status := http.StatusBadGateway
+	var herr caddyhttp.HandlerError
+	if errors.As(err, &herr) && herr.StatusCode != 0 {
+		status = herr.StatusCode
+	}
+	h.logger.Warn("no LiveKit node answered", logged("room", room), logged("path", r.URL.Path),
+		zap.Int("status", status), zap.Error(err))
+	w.Header().Set("Retry-After", "1")
+	return WriteJSONError(w, status, "no LiveKit node answered")
 }
 
 // maxResends bounds how often one request follows its room to a new node.
@@ -153,14 +173,14 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, room string, ver
 		}
 		countRoute(o)
 		if c := h.logger.Check(zapcore.DebugLevel, "no route"); c != nil {
-			c.Write(zap.String("room", room), zap.Error(err))
+			c.Write(logged("room", room), zap.Error(err))
 		}
 		w.Header().Set("Retry-After", "1")
 		return nil, WriteJSONError(w, http.StatusServiceUnavailable, msg)
 	}
 	countRoute(outcome)
 	if c := h.logger.Check(zapcore.DebugLevel, "route"); c != nil {
-		c.Write(zap.String("room", room), zap.String("node", node.ID), zap.String("dial", node.Dial), zap.String("outcome", string(outcome)))
+		c.Write(logged("room", room), zap.String("node", node.ID), zap.String("dial", node.Dial), zap.String("outcome", string(outcome)))
 	}
 	s := newSession(r.Context())
 	setRoute(r, &route{registry: h.registry, room: room, node: node, session: s, unverified: !verified})

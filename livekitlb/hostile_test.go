@@ -2,6 +2,7 @@ package livekitlb
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http/httptest"
@@ -196,4 +197,40 @@ func parseDialHost(dial string) (netip.Addr, error) {
 		return netip.Addr{}, err
 	}
 	return netip.ParseAddr(host)
+}
+
+// No log line, at any level, carries a token, and none grows with what a
+// client or Redis sends (a 1 MB room name, a 1 MB placement).
+func TestLogLinesBoundedAndTokenFree(t *testing.T) {
+	f, r := twoNodes(t)
+	core, logs := observer.New(zap.DebugLevel)
+	r.log = zap.New(core)
+	h := testHandler(t, r, false)
+	h.logger = zap.New(core)
+	huge := strings.Repeat("r", 1<<20)
+	f.rooms[huge] = strings.Repeat("N", 1<<20) // a placement naming no node: re-placed, and logged
+	tokens := []string{mint(t, testKey, testSecret, huge, time.Hour), "garbage.token.here"}
+	verifying := testHandler(t, r, true)
+	verifying.logger = zap.New(core)
+	for _, tok := range tokens {
+		serve(t, h, httptest.NewRequest("GET", "/rtc?access_token="+tok, nil))
+		serve(t, verifying, httptest.NewRequest("GET", "/rtc?access_token="+tok, nil))
+		req := httptest.NewRequest("GET", "/rtc/"+strings.Repeat("p", 1<<16), nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		serve(t, h, req)
+	}
+	if logs.FilterMessage("room re-placed").Len() == 0 {
+		t.Fatal("the placement naming no node was not re-placed")
+	}
+	for _, e := range logs.All() {
+		line, _ := json.Marshal(e.ContextMap())
+		if len(line)+len(e.Message) > 2048 {
+			t.Errorf("a %d-byte log line: %q", len(line), e.Message)
+		}
+		for _, tok := range tokens {
+			if strings.Contains(string(line), tok) {
+				t.Errorf("log %q carries a token", e.Message)
+			}
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/livekit/protocol/livekit"
+	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -53,6 +54,18 @@ func validNodeID(id string) bool {
 		}
 	}
 	return true
+}
+
+// maxLogged bounds a client's or Redis' string in a log line: a 1 MB room
+// name or placement must not make a 1 MB line.
+const maxLogged = 256
+
+// logged is a zap field of s, cut to maxLogged bytes.
+func logged(key, s string) zap.Field {
+	if len(s) > maxLogged {
+		s = s[:maxLogged] + fmt.Sprintf("...(%d bytes)", len(s))
+	}
+	return zap.String(key, s)
 }
 
 // shown quotes s for a log line or an error, cut to maxFieldShown bytes.

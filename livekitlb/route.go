@@ -163,7 +163,7 @@ func (r *Registry) resolve(ctx context.Context, room string, place bool) (decisi
 				outcome = OutcomePlaced
 			} else {
 				outcome = OutcomeReplaced
-				r.log.Info("room re-placed", zap.String("room", room), zap.String("from", cur), zap.String("to", target.ID))
+				r.log.Info("room re-placed", logged("room", room), logged("from", cur), zap.String("to", target.ID))
 			}
 			return decision{target, outcome}, nil
 		}

@@ -93,6 +93,13 @@ func (s *session) release() (abandoned bool) {
 	return s.ended && !s.committed
 }
 
+// wasCommitted reports whether any of the response went to the client.
+func (s *session) wasCommitted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.committed
+}
+
 // commit reports whether a response may go to the client: not once the
 // request has been abandoned.
 func (s *session) commit() bool {

@@ -120,3 +120,29 @@ func queryParam(raw, name string) string {
 	}
 	return ""
 }
+
+// tokenToHeader moves an access_token query parameter into the
+// Authorization header, which LiveKit reads first, and takes it out of the
+// URI: Caddy logs URIs (the access log, reverse_proxy's debug lines) but
+// redacts that header. A request that has the header already keeps it;
+// LiveKit ignores the query then.
+func tokenToHeader(r *http.Request) {
+	raw := r.URL.RawQuery
+	if !strings.Contains(raw, "token") { // access_token, or access%5Ftoken
+		return
+	}
+	tok := queryParam(raw, "access_token")
+	kept := make([]string, 0, 8)
+	for _, kv := range strings.Split(raw, "&") {
+		k, _, _ := strings.Cut(kv, "=")
+		if uk, err := url.QueryUnescape(k); err == nil && uk == "access_token" {
+			continue
+		}
+		kept = append(kept, kv)
+	}
+	if tok != "" && r.Header.Get("Authorization") == "" {
+		r.Header.Set("Authorization", bearerPrefix+tok)
+	}
+	r.URL.RawQuery = strings.Join(kept, "&")
+	r.RequestURI = r.URL.RequestURI()
+}

@@ -1,7 +1,9 @@
 package livekitlb
 
 import (
+	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 )
@@ -34,6 +36,26 @@ func FuzzRoomFromToken(f *testing.F) {
 		room, err := roomFromToken(raw)
 		if vroom, verr := verifyToken(raw, testKey, testSecret); verr == nil && (err != nil || room != vroom) {
 			t.Fatalf("verified token names %q; unverified read gives %q, %v", vroom, room, err)
+		}
+	})
+}
+
+// Whatever the query, tokenToHeader leaves no access_token in the URI and
+// hands LiveKit the token it would have read from the query.
+func FuzzTokenToHeader(f *testing.F) {
+	for _, s := range []string{"access_token=abc&auto_subscribe=1", "a=1&access%5Ftoken=x&access_token=y", "access_token=a;b", "token=1", "x=%zz&access_token=k"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		r := httptest.NewRequest("GET", "/rtc", nil)
+		r.URL.RawQuery = raw
+		want := queryParam(raw, "access_token")
+		tokenToHeader(r)
+		if q, _ := url.ParseQuery(r.URL.RawQuery); q.Has("access_token") || strings.Contains(r.RequestURI, want) && want != "" && !strings.Contains(r.URL.Path, want) && strings.Contains(raw, "access_token="+want) {
+			t.Fatalf("%q: token left in %q / %q", raw, r.URL.RawQuery, r.RequestURI)
+		}
+		if got, _ := tokenFromRequest(r); got != want {
+			t.Fatalf("%q: LiveKit would read %q after the move, %q before", raw, got, want)
 		}
 	})
 }

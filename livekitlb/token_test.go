@@ -1,13 +1,16 @@
 package livekitlb
 
 import (
+	"context"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/livekit/protocol/auth"
 )
@@ -142,5 +145,28 @@ func TestQueryParam(t *testing.T) {
 		if q, _ := url.ParseQuery(raw); q.Get("access_token") != want {
 			t.Errorf("url.ParseQuery(%q) reads %q, the test wants %q", raw, q.Get("access_token"), want)
 		}
+	}
+}
+
+// The JS SDK's query token goes to the node as a bearer header and leaves
+// the URI of the upstream request, which reverse_proxy logs at debug level
+// (Caddy's own request logs keep a copy taken before any handler: see
+// README, Security).
+func TestTokenMovedOutOfURI(t *testing.T) {
+	_, r := twoNodes(t)
+	tok := mint(t, testKey, testSecret, "standup", time.Hour)
+	req := httptest.NewRequest("GET", "/rtc?access_token="+tok+"&auto_subscribe=1", nil)
+	req = req.WithContext(context.WithValue(req.Context(), caddyhttp.VarsCtxKey, map[string]any{}))
+	var seen *http.Request
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		seen = r
+		w.WriteHeader(http.StatusSwitchingProtocols)
+		return nil
+	})
+	if err := testHandler(t, r, true).ServeHTTP(httptest.NewRecorder(), req, next); err != nil || seen == nil {
+		t.Fatalf("not proxied: %v", err)
+	}
+	if seen.URL.RawQuery != "auto_subscribe=1" || seen.RequestURI != "/rtc?auto_subscribe=1" || seen.Header.Get("Authorization") != "Bearer "+tok {
+		t.Fatalf("query %q, URI %q, header %q", seen.URL.RawQuery, seen.RequestURI, seen.Header.Get("Authorization"))
 	}
 }

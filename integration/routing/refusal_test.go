@@ -3,6 +3,7 @@ package routing
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -176,4 +177,35 @@ func TestRedisDownGivesJSON503(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	t.Logf("GET / with Redis down: %d %q", resp.StatusCode, strings.TrimSpace(string(body)))
+}
+
+// TestVerifyOffNeverPlaces: with `verify off`, tokens nobody checked (here
+// signed with a secret LiveKit does not know, for made-up 10 KB room names)
+// are passed to LiveKit, which refuses them, and leave nothing in
+// room_node_map; a real token still joins, and LiveKit places its room.
+func TestVerifyOffNeverPlaces(t *testing.T) {
+	c := startCluster(t, 2, "verify off")
+	forged := "another-secret-of-at-least-32-characters"
+	for i := range 200 {
+		room := fmt.Sprintf("made-up-%d-%s", i, strings.Repeat("x", 10<<10))
+		req, _ := http.NewRequest(http.MethodGet, c.httpURL()+"/rtc/validate", nil)
+		req.Header.Set("Authorization", "Bearer "+tokenWith(harness.APIKey, forged, room, "mallory"))
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("forged token: LiveKit answered %d", resp.StatusCode)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if n, err := c.redis.Client().HLen(ctx, harness.RoomNodeMapKey).Result(); err != nil || n != 0 {
+		t.Fatalf("room_node_map holds %d entries after 200 unverified tokens (%v)", n, err)
+	}
+	harness.Join(t, c.wsURL(), "real", "alice")
+	if c.nodeByID(c.roomNode("real")) == nil {
+		t.Fatalf("real room placed on %s", c.name(c.roomNode("real")))
+	}
 }
