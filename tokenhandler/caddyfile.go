@@ -32,8 +32,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    auth_key         <bearer key callers must send>
 //	    identity_header  <header set by forward_auth>
 //	    allow_anonymous
-//	    allow_caller_identity
-//	    allow_caller_metadata
+//	    allow_caller_identity [true|false]
+//	    allow_caller_metadata [true|false]
 //	    ttl              <duration>
 //	    max_ttl          <duration>
 //	    can_publish      true|false
@@ -64,10 +64,18 @@ func (h *Handler) unmarshalOption(d *caddyfile.Dispenser) error {
 		ok = d.AllArgs(&h.IdentityHeader)
 	case "allow_anonymous":
 		h.AllowAnonymous, ok = true, !d.NextArg()
-	case "allow_caller_identity":
-		h.AllowCallerIdentity, ok = true, !d.NextArg()
-	case "allow_caller_metadata":
-		h.AllowCallerMetadata, ok = true, !d.NextArg()
+	case "allow_caller_identity", "allow_caller_metadata":
+		// an optional true|false, so that {$ENV} can decide
+		on := true
+		if d.NextArg() {
+			b, err := strconv.ParseBool(d.Val())
+			if err != nil {
+				return d.Errf("%s: %v", name, err)
+			}
+			on = b
+		}
+		*map[string]*bool{"allow_caller_identity": &h.AllowCallerIdentity, "allow_caller_metadata": &h.AllowCallerMetadata}[name] = on
+		ok = !d.NextArg()
 	case "ttl", "max_ttl", "empty_timeout":
 		var s string
 		if ok = d.AllArgs(&s); ok {
