@@ -24,9 +24,9 @@ func init() {
 // config reload leaves live WebSockets open for 10 minutes.
 const (
 	defaultDialTimeout      = 2 * time.Second
-	defaultResponseTimeout  = 10 * time.Second // a node that accepts but never answers (paused)
+	defaultResponseTimeout  = 10 * time.Second // a backstop: the probes end a request to a frozen node within a second
 	defaultRetries          = 2
-	defaultTryInterval      = 100 * time.Millisecond
+	defaultTryInterval      = 10 * time.Millisecond // the retry goes to another node: no reason to wait
 	defaultStreamCloseDelay = 10 * time.Minute
 )
 

@@ -2,6 +2,7 @@ package failover
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -26,7 +27,10 @@ import (
 // node is restarted after each. Figures are printed as a table and reported
 // as metrics (seconds, worst trial); nothing is asserted but that a trial
 // ran. LKLB_FAILOVER_TRIALS sets the trials per mode and proxy (default 10;
-// -short, CI's smoke run: one trial each, livekit_lb only).
+// -short, CI's smoke run: one trial each, livekit_lb only);
+// LKLB_SILENT_PARTICIPANTS the participants per room (default 3);
+// LKLB_SILENT_MODES and LKLB_SILENT_PROXIES narrow the run (comma lists of
+// stop,partition,kill,pause and livekit_lb,stock).
 //
 //	cd integration && go test ./failover/ -run '^$' -bench SilentNode -benchtime 1x -timeout 60m
 func BenchmarkSilentNode(b *testing.B) {
@@ -41,6 +45,14 @@ func BenchmarkSilentNode(b *testing.B) {
 	if testing.Short() {
 		proxies = proxies[:1]
 	}
+	if only := os.Getenv("LKLB_SILENT_PROXIES"); only != "" {
+		proxies = slices.DeleteFunc(proxies, func(p struct{ name, url string }) bool { return !slices.Contains(strings.Split(only, ","), p.name) })
+	}
+	modes := []string{howStop, howPartition, howKill, "pause"}
+	if only := os.Getenv("LKLB_SILENT_MODES"); only != "" {
+		modes = slices.DeleteFunc(modes, func(m string) bool { return !slices.Contains(strings.Split(only, ","), m) })
+	}
+	participants := envInt(b, "LKLB_SILENT_PARTICIPANTS", 3)
 
 	type key struct{ how, proxy string }
 	results := map[key][]silentResult{}
@@ -48,25 +60,33 @@ func BenchmarkSilentNode(b *testing.B) {
 	for b.Loop() {
 		for i := range trials {
 			for _, how := range []string{howStop, howPartition, howKill} {
+				if !slices.Contains(modes, how) {
+					continue
+				}
 				for _, p := range proxies {
 					room := fmt.Sprintf("%s-%s-%02d", how, strings.ReplaceAll(p.name, "_", ""), i+1)
-					r := silentTrialWithin(b, c, []string{p.url}, how, room, 3, false, 45*time.Second)
+					r := silentTrialWithin(b, c, []string{p.url}, how, room, participants, false, 45*time.Second)
 					results[key{how, p.name}] = append(results[key{how, p.name}], r)
 					b.Logf("%-9s %-10s trial %2d: back %v, media %v, join %v", how, p.name, i+1, secs(r.back), secs(r.media), secs(r.join))
 				}
 			}
 			for _, p := range proxies {
-				dropped[p.name] = append(dropped[p.name], pauseTrial(b, c, p.url, fmt.Sprintf("pause-%s-%02d", strings.ReplaceAll(p.name, "_", ""), i+1)))
+				if slices.Contains(modes, "pause") {
+					dropped[p.name] = append(dropped[p.name], pauseTrial(b, c, p.url, fmt.Sprintf("pause-%s-%02d", strings.ReplaceAll(p.name, "_", ""), i+1), participants))
+				}
 			}
 		}
 	}
 
 	var out strings.Builder
-	fmt.Fprintf(&out, "\n%d trials each; seconds from the failure (worst / median / best); - = not within 45 s\n", trials)
+	fmt.Fprintf(&out, "\n%d trials each, %d participants per room; seconds from the failure (worst / median / best); - = not within 45 s\n", trials, participants)
 	fmt.Fprintf(&out, "%-10s %-11s %-22s %-22s %-22s\n", "failure", "proxy", "everyone back", "media too", "new join")
 	for _, how := range []string{howStop, howPartition, howKill} {
 		for _, p := range proxies {
 			rs := results[key{how, p.name}]
+			if len(rs) == 0 {
+				continue
+			}
 			var back, media, join []time.Duration
 			for _, r := range rs {
 				back, media, join = append(back, r.back), append(media, r.media), append(join, r.join)
@@ -78,22 +98,25 @@ func BenchmarkSilentNode(b *testing.B) {
 		}
 	}
 	for _, p := range proxies {
+		if len(dropped[p.name]) == 0 {
+			continue
+		}
 		total := 0
 		for _, d := range dropped[p.name] {
 			total += d
 		}
-		fmt.Fprintf(&out, "pause 0.5s %-11s %d of %d participants lost their connection\n", p.name, total, 3*len(dropped[p.name]))
+		fmt.Fprintf(&out, "pause 0.5s %-11s %d of %d participants lost their connection\n", p.name, total, participants*len(dropped[p.name]))
 		b.ReportMetric(float64(total), strings.ReplaceAll(p.name, "_", "")+"-pause-drops")
 	}
 	fmt.Print(out.String())
 }
 
-// pauseTrial puts three participants in room through url, pauses the
+// pauseTrial puts participants in room through url, pauses the
 // room's node for 0.5 s and returns how many lost their connection.
-func pauseTrial(b *testing.B, c *cluster, url, room string) int {
+func pauseTrial(b *testing.B, c *cluster, url, room string, participants int) int {
 	b.Helper()
 	var clients []*client
-	for i := range 3 {
+	for i := range participants {
 		cl, err := connect(url, room, fmt.Sprintf("%s-p%d", room, i+1), 10*time.Second)
 		if err != nil {
 			b.Fatalf("join %s: %v", room, err)

@@ -3,6 +3,7 @@ package observe
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +95,16 @@ func TestHostileNodesEntries(t *testing.T) {
 	}
 	if logs := s.caddy.Logs(); strings.Count(logs, "ignoring an entry of LiveKit's nodes hash") != 3 {
 		t.Errorf("%d log lines about the 3 junk entries, want 3", strings.Count(logs, "ignoring an entry of LiveKit's nodes hash"))
+	}
+
+	// memory stays in proportion to the entries (a few KB each), far from
+	// the 780 MB that probing every entry once cost
+	var vars struct{ Memstats runtime.MemStats }
+	s.admin(t, "/debug/vars", &vars)
+	if heap := vars.Memstats.HeapInuse >> 20; heap > 150 {
+		t.Errorf("Caddy's heap is %d MiB with 20,000 entries in nodes", heap)
+	} else {
+		t.Logf("Caddy's heap with 20,000 entries in nodes: %d MiB", heap)
 	}
 
 	for _, args := range [][]string{{"bogus"}, {"drain", "ND_typo"}, {"drain", ""}, {}} {
