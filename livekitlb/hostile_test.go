@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/protobuf/proto"
@@ -232,5 +233,28 @@ func TestLogLinesBoundedAndTokenFree(t *testing.T) {
 				t.Errorf("log %q carries a token", e.Message)
 			}
 		}
+	}
+}
+
+// Stale entries this proxy never saw alive get no metric series (20,000 of
+// them would be 100,000 series); a node seen alive keeps its own when it
+// goes stale, so that its routable=0 can be alerted on.
+func TestMetricSeriesOnlyForNodesSeenAlive(t *testing.T) {
+	f, r := twoNodes(t)
+	r.refresh(context.Background())
+	before := testutil.CollectAndCount(metrics.nodeState)
+	for i := range 100 {
+		n := lkNode(fmt.Sprintf("ND_stale%d", i), "10.2.0.1", serving, 0, 0)
+		n.Stats.UpdatedAt = time.Now().Add(-time.Hour).Unix()
+		f.setNode(n)
+	}
+	a := f.nodes["ND_a"]
+	a.Stats.UpdatedAt = time.Now().Add(-time.Hour).Unix()
+	r.refresh(context.Background())
+	if got := testutil.CollectAndCount(metrics.nodeState); got != before {
+		t.Fatalf("%d node_state series, want %d", got, before)
+	}
+	if testutil.ToFloat64(metrics.nodeRoutable.WithLabelValues("ND_a")) != 0 {
+		t.Fatal("the node gone stale is not shown unroutable")
 	}
 }

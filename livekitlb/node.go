@@ -54,6 +54,10 @@ type nodeHealth struct {
 	placed []int64 // unix nanos of placements not yet visible in stats
 
 	sessions sessionSet // requests being proxied to the node
+
+	// seenFresh: this proxy has seen the node's stats fresh; set and read
+	// by the refresh goroutine only (under healthMu)
+	seenFresh bool
 }
 
 func newNode(n *livekit.Node, dial string, h *nodeHealth, readAt time.Time, staleAfter time.Duration) *Node {

@@ -183,7 +183,7 @@ func (r *Registry) refresh(ctx context.Context) {
 	old := r.snap.Load()
 	next := &snapshot{byID: make(map[string]*Node, len(raw)), nodes: make([]*Node, 0, len(raw)), drained: drained, bad: bad}
 	r.logBad(old.bad, bad)
-	var gauged []*Node // nodes with metric series: the alive ones
+	var gauged []*Node // nodes with metric series
 	var gone []string  // node ids whose series go
 	r.healthMu.Lock()
 	for _, ln := range raw {
@@ -197,17 +197,15 @@ func (r *Registry) refresh(ctx context.Context) {
 		_, byID := drained[n.ID]
 		_, byIP := drained[n.IP]
 		n.Drained = byID || byIP
-		prev := old.byID[n.ID]
-		wasAlive := prev != nil && prev.alive()
-		switch {
-		case n.alive():
-			gauged = append(gauged, n)
-		case wasAlive:
-			gone = append(gone, n.ID)
-		}
 		// entries of nodes long dead stay in `nodes` (and anyone may add
-		// some): only a node that can host rooms, or just stopped, is logged
-		if (n.alive() || wasAlive) && (prev == nil || prev.State != n.State || prev.Dial != n.Dial || prev.Drained != n.Drained || !wasAlive) {
+		// some): only a node this proxy has seen with fresh stats gets metric
+		// series and log lines
+		first := n.Fresh && !h.seenFresh
+		h.seenFresh = h.seenFresh || n.Fresh
+		if h.seenFresh {
+			gauged = append(gauged, n)
+		}
+		if prev := old.byID[n.ID]; h.seenFresh && (first || prev == nil || prev.State != n.State || prev.Dial != n.Dial || prev.Drained != n.Drained) {
 			fields := []zap.Field{zap.String("node", n.ID), zap.String("ip", shown(n.IP)), zap.String("dial", n.Dial),
 				zap.String("state", n.State.String()), zap.Bool("drained", n.Drained)}
 			if derr != nil {
@@ -218,10 +216,10 @@ func (r *Registry) refresh(ctx context.Context) {
 		next.byID[n.ID] = n
 		next.nodes = append(next.nodes, n)
 	}
-	for id := range r.health {
+	for id, h := range r.health {
 		if _, ok := next.byID[id]; !ok {
 			delete(r.health, id)
-			if prev := old.byID[id]; prev != nil && prev.alive() {
+			if h.seenFresh {
 				gone = append(gone, id)
 				r.log.Info("livekit node removed", zap.String("node", id))
 			}
