@@ -196,6 +196,7 @@ need_secrets() {
 		[ -n "${!v:-}" ] || die "$v is not set in $ENV_FILE"
 	done
 	[ ${#LIVEKIT_API_SECRET} -ge 32 ] || die "LIVEKIT_API_SECRET must be at least 32 characters (LiveKit's rule)"
+	[ ${#CREATE_ROOM_KEY} -ge 32 ] || die "CREATE_ROOM_KEY must be at least 32 characters (the create-room endpoint refuses shorter keys)"
 }
 
 # dc MODE ARGS...: docker compose on MODE's file; on a host with Redis, with its profile.
