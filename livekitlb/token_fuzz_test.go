@@ -49,6 +49,7 @@ func FuzzTokenToHeader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
 		r := httptest.NewRequest("GET", "/rtc", nil)
 		r.URL.RawQuery = raw
+		r.RequestURI = r.URL.RequestURI()
 		want := queryParam(raw, "access_token")
 		tokenToHeader(r)
 		for _, kv := range strings.Split(r.URL.RawQuery, "&") {
