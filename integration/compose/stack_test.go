@@ -135,7 +135,7 @@ func newStack(t *testing.T, nodes int) *stack {
 	s.set("LIVEKIT_API_KEY", "APIct"+randHex(3))
 	s.set("LIVEKIT_API_SECRET", randHex(20))
 	s.set("CREATE_ROOM_KEY", "crk-"+randHex(16)) // 32+ characters, as livekit_token requires
-	s.set("CREATE_ROOM_CALLER_IDENTITY", "true")  // the tests name their participants
+	s.set("CREATE_ROOM_CALLER_IDENTITY", "true") // the tests name their participants
 	s.set("CADDY_PORT", freePort(t))
 	s.set("CADDY1_PORT", freePort(t))
 	s.set("CADDY2_PORT", freePort(t))
