@@ -32,6 +32,15 @@ type Caddy struct {
 // test process. Caddy is killed when the test ends.
 func StartCaddy(t testing.TB, caddyfile string) *Caddy {
 	t.Helper()
+	c := LaunchCaddy(t, caddyfile)
+	c.WaitReady()
+	return c
+}
+
+// LaunchCaddy is StartCaddy that returns at once, without waiting for
+// Caddy to be ready (WaitReady), for a test that times Caddy's start.
+func LaunchCaddy(t testing.TB, caddyfile string) *Caddy {
+	t.Helper()
 	bin, err := caddyBinary()
 	if err != nil {
 		t.Fatal(err)
@@ -50,10 +59,9 @@ func StartCaddy(t testing.TB, caddyfile string) *Caddy {
 	t.Cleanup(func() {
 		c.proc.kill()
 		if t.Failed() {
-			t.Logf("caddy log (last lines):\n%s", tail(c.proc.logs.Lines(), 30))
+			t.Logf("caddy log (last lines):\n%s", c.LogTail(30))
 		}
 	})
-	c.waitReady()
 	return c
 }
 
@@ -74,8 +82,20 @@ func (c *Caddy) Reload(caddyfile string) error {
 // Stop shuts Caddy down gracefully (SIGTERM, SIGKILL after 10 s).
 func (c *Caddy) Stop() { c.proc.stop(10 * time.Second) }
 
+// Kill kills Caddy (SIGKILL) and waits for it to exit.
+func (c *Caddy) Kill() { c.proc.kill() }
+
+// Exited reports whether the Caddy process has exited.
+func (c *Caddy) Exited() bool { return c.proc.exited() }
+
+// PID is the process ID of Caddy.
+func (c *Caddy) PID() int { return c.proc.cmd.Process.Pid }
+
 // Logs returns what Caddy has logged so far (JSON lines).
 func (c *Caddy) Logs() string { return strings.Join(c.proc.logs.Lines(), "\n") }
+
+// LogTail returns the last n lines Caddy logged, for failure messages.
+func (c *Caddy) LogTail(n int) string { return tail(c.proc.logs.Lines(), n) }
 
 func (c *Caddy) writeConfig(caddyfile string) {
 	c.t.Helper()
@@ -102,9 +122,9 @@ func withAdmin(caddyfile, addr string) string {
 	return "{\n\tadmin " + addr + "\n}\n" + caddyfile
 }
 
-// waitReady waits for the admin endpoint, then dials every listen address of
-// the configured HTTP servers.
-func (c *Caddy) waitReady() {
+// WaitReady waits for the admin endpoint, then dials every listen address of
+// the configured HTTP servers; it fails the test if Caddy is not ready in 15 s.
+func (c *Caddy) WaitReady() {
 	c.t.Helper()
 	var listen []string
 	ok := Poll(15*time.Second, func() bool {
@@ -136,7 +156,7 @@ func (c *Caddy) waitReady() {
 		return true
 	})
 	if !ok || c.proc.exited() {
-		c.t.Fatalf("caddy not ready (exited %v, listen %v):\n%s", c.proc.exited(), listen, tail(c.proc.logs.Lines(), 30))
+		c.t.Fatalf("caddy not ready (exited %v, listen %v):\n%s", c.proc.exited(), listen, c.LogTail(30))
 	}
 }
 

@@ -44,30 +44,36 @@ func Join(t testing.TB, url, room, identity string) *lksdk.Room {
 // TryJoin is Join for a join that may fail; the caller disconnects.
 // The SDK's logs are discarded unless LKLB_CLIENT_LOGS=1.
 func TryJoin(url, room, identity string) (*lksdk.Room, error) {
-	quietSDK.Do(func() {
-		if os.Getenv("LKLB_CLIENT_LOGS") != "1" {
-			lksdk.SetLogger(logger.GetDiscardLogger()) // the WebRTC stack logs here
-		}
-	})
-	return lksdk.ConnectToRoomWithToken(url, Token(room, identity), lksdk.NewRoomCallback(),
-		lksdk.WithAutoSubscribe(false))
+	return TryJoinWithToken(url, Token(room, identity))
 }
 
 var quietSDK sync.Once
 
-// JoinWithToken connects with a token minted elsewhere (the create-room
-// endpoint) and disconnects when the test ends.
-func JoinWithToken(t testing.TB, url, token string) *lksdk.Room {
-	t.Helper()
+// quiet discards the SDK's logs (the WebRTC stack logs there) unless
+// LKLB_CLIENT_LOGS=1.
+func quiet() {
 	quietSDK.Do(func() {
 		if os.Getenv("LKLB_CLIENT_LOGS") != "1" {
 			lksdk.SetLogger(logger.GetDiscardLogger())
 		}
 	})
-	r, err := lksdk.ConnectToRoomWithToken(url, token, lksdk.NewRoomCallback(), lksdk.WithAutoSubscribe(false))
+}
+
+// JoinWithToken connects with a token minted elsewhere (the create-room
+// endpoint) and disconnects when the test ends.
+func JoinWithToken(t testing.TB, url, token string) *lksdk.Room {
+	t.Helper()
+	r, err := TryJoinWithToken(url, token)
 	if err != nil {
 		t.Fatalf("join via %s: %v", url, err)
 	}
 	t.Cleanup(r.Disconnect)
 	return r
+}
+
+// TryJoinWithToken is JoinWithToken for a join that may fail; the caller
+// disconnects.
+func TryJoinWithToken(url, token string) (*lksdk.Room, error) {
+	quiet()
+	return lksdk.ConnectToRoomWithToken(url, token, lksdk.NewRoomCallback(), lksdk.WithAutoSubscribe(false))
 }

@@ -136,20 +136,6 @@ func tail(lines []string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// Poll calls cond every 50ms until it returns true or timeout passes.
-func Poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // findBinary locates a program: the path in env var envName, else name on PATH,
 // else goBin in $(go env GOPATH)/bin.
 func findBinary(envName, name, goBin string) (string, error) {

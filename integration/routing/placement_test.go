@@ -1,9 +1,7 @@
 package routing
 
 import (
-	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,7 +32,7 @@ func TestParticipantsLandOnTheirRoomsNode(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				p := participant{room: room, identity: fmt.Sprintf("%s-p%d", room, i+1)}
-				p.lk, errs[i] = harness.TryJoin(c.wsURL(), room, p.identity)
+				p.lk, errs[i] = harness.TryJoin(c.proxy.WS(), room, p.identity)
 				joined[i] = p
 			}()
 		}
@@ -51,23 +49,23 @@ func TestParticipantsLandOnTheirRoomsNode(t *testing.T) {
 	perNode := map[string]int{}
 	seen := map[string]bool{}
 	for _, p := range all {
-		host := c.roomNode(p.room)
-		if c.nodeByID(host) == nil {
-			t.Errorf("room_node_map[%s] = %s, not one of the nodes", p.room, c.name(host))
+		host := c.RoomNode(p.room)
+		if c.NodeByID(host) == nil {
+			t.Errorf("room_node_map[%s] = %s, not one of the nodes", p.room, c.Name(host))
 			continue
 		}
 		if !seen[p.room] {
 			seen[p.room] = true
 			perNode[host]++
 		}
-		if got := c.signalNode(p.identity); got != host {
-			t.Errorf("%s (room %s) signalled through %s; the room is on %s", p.identity, p.room, c.name(got), c.name(host))
+		if got := c.MustSignalNode(t, p.identity); got != host {
+			t.Errorf("%s (room %s) signalled through %s; the room is on %s", p.identity, p.room, c.Name(got), c.Name(host))
 		}
 		if got := p.lk.ServerInfo().GetNodeId(); got != host {
-			t.Errorf("%s (room %s): JoinResponse server_info.node_id = %s; room_node_map says %s", p.identity, p.room, c.name(got), c.name(host))
+			t.Errorf("%s (room %s): JoinResponse server_info.node_id = %s; room_node_map says %s", p.identity, p.room, c.Name(got), c.Name(host))
 		}
 	}
-	t.Logf("rooms per node: %s", c.distribution(perNode))
+	t.Logf("rooms per node: %s", c.Distribution(perNode))
 }
 
 // TestNewRoomsSpreadByLoad: new rooms created one after another through the
@@ -79,26 +77,26 @@ func TestNewRoomsSpreadByLoad(t *testing.T) {
 	const rooms = 20
 	name := func(i int) string { return fmt.Sprintf("spread-%02d", i+1) }
 	for i := range rooms {
-		harness.Join(t, c.wsURL(), name(i), "solo-"+name(i)) // stays connected until the test ends
+		harness.Join(t, c.proxy.WS(), name(i), "solo-"+name(i)) // stays connected until the test ends
 	}
 
 	count := map[string]int{}
 	for i := range rooms {
 		room := name(i)
-		host := c.roomNode(room)
+		host := c.RoomNode(room)
 		count[host]++
-		if c.nodeByID(host) == nil {
-			t.Errorf("room_node_map[%s] = %s, not one of the nodes", room, c.name(host))
+		if c.NodeByID(host) == nil {
+			t.Errorf("room_node_map[%s] = %s, not one of the nodes", room, c.Name(host))
 			continue
 		}
-		if got := c.signalNode("solo-" + room); got != host {
-			t.Errorf("solo-%s signalled through %s; the room is on %s", room, c.name(got), c.name(host))
+		if got := c.MustSignalNode(t, "solo-"+room); got != host {
+			t.Errorf("solo-%s signalled through %s; the room is on %s", room, c.Name(got), c.Name(host))
 		}
 	}
-	t.Logf("%d rooms per node: %s", rooms, c.distribution(count))
-	for _, n := range c.nodes {
+	t.Logf("%d rooms per node: %s", rooms, c.Distribution(count))
+	for _, n := range c.Nodes {
 		if k := count[n.ID()]; k < 5 || k > 8 {
-			t.Errorf("%s hosts %d of %d rooms, want 5..8", c.name(n.ID()), k, rooms)
+			t.Errorf("%s hosts %d of %d rooms, want 5..8", c.Name(n.ID()), k, rooms)
 		}
 	}
 }
@@ -107,48 +105,48 @@ func TestNewRoomsSpreadByLoad(t *testing.T) {
 // a node goes there, even when that node is clearly the more loaded one.
 func TestPlacedRoomWinsOverLoad(t *testing.T) {
 	c := startCluster(t, 2)
-	light, busy := c.nodes[0], c.nodes[1]
+	light, busy := c.Nodes[0], c.Nodes[1]
 
 	const busyRooms = 3
 	for i := range busyRooms {
 		room := fmt.Sprintf("busy-%d", i+1)
-		c.place(room, busy.ID())
+		c.Place(t, room, busy.ID())
 		identity := "p-" + room
-		harness.Join(t, c.wsURL(), room, identity)
-		if got := c.signalNode(identity); got != busy.ID() {
-			t.Fatalf("%s (pre-placed on %s) signalled through %s", identity, c.name(busy.ID()), c.name(got))
+		harness.Join(t, c.proxy.WS(), room, identity)
+		if got := c.MustSignalNode(t, identity); got != busy.ID() {
+			t.Fatalf("%s (pre-placed on %s) signalled through %s", identity, c.Name(busy.ID()), c.Name(got))
 		}
 	}
 	stats, ok := c.waitNodeRooms(map[string]int32{busy.ID(): busyRooms}, 15*time.Second)
 	if !ok {
-		t.Fatalf("node stats in Redis never showed %d rooms on %s: %v", busyRooms, c.name(busy.ID()), stats)
+		t.Fatalf("node stats in Redis never showed %d rooms on %s: %v", busyRooms, c.Name(busy.ID()), stats)
 	}
 	if stats[light.ID()] != 0 {
-		t.Fatalf("%s has %d rooms, want 0", c.name(light.ID()), stats[light.ID()])
+		t.Fatalf("%s has %d rooms, want 0", c.Name(light.ID()), stats[light.ID()])
 	}
 	time.Sleep(2 * time.Second) // two refresh intervals: the proxy now sees these stats
-	t.Logf("rooms in node stats: %s %d, %s %d", c.name(light.ID()), stats[light.ID()], c.name(busy.ID()), stats[busy.ID()])
+	t.Logf("rooms in node stats: %s %d, %s %d", c.Name(light.ID()), stats[light.ID()], c.Name(busy.ID()), stats[busy.ID()])
 
-	c.place("meeting", busy.ID())
-	meeting := harness.Join(t, c.wsURL(), "meeting", "meeting-host")
-	if got := c.signalNode("meeting-host"); got != busy.ID() {
-		t.Errorf("meeting-host signalled through %s; meeting was placed on %s", c.name(got), c.name(busy.ID()))
+	c.Place(t, "meeting", busy.ID())
+	meeting := harness.Join(t, c.proxy.WS(), "meeting", "meeting-host")
+	if got := c.MustSignalNode(t, "meeting-host"); got != busy.ID() {
+		t.Errorf("meeting-host signalled through %s; meeting was placed on %s", c.Name(got), c.Name(busy.ID()))
 	}
-	if got := c.roomNode("meeting"); got != busy.ID() {
-		t.Errorf("room_node_map[meeting] = %s after the join, want %s", c.name(got), c.name(busy.ID()))
+	if got := c.RoomNode("meeting"); got != busy.ID() {
+		t.Errorf("room_node_map[meeting] = %s after the join, want %s", c.Name(got), c.Name(busy.ID()))
 	}
 	if got := meeting.ServerInfo().GetNodeId(); got != busy.ID() {
-		t.Errorf("meeting's JoinResponse names %s, want %s", c.name(got), c.name(busy.ID()))
+		t.Errorf("meeting's JoinResponse names %s, want %s", c.Name(got), c.Name(busy.ID()))
 	}
 
 	// control: without a placement, load decides, so a new room goes to the
 	// lightly loaded node; otherwise the assertions above prove nothing
-	harness.Join(t, c.wsURL(), "control", "control-p")
-	if got := c.roomNode("control"); got != light.ID() {
-		t.Errorf("new room control placed on %s, want the less loaded %s", c.name(got), c.name(light.ID()))
+	harness.Join(t, c.proxy.WS(), "control", "control-p")
+	if got := c.RoomNode("control"); got != light.ID() {
+		t.Errorf("new room control placed on %s, want the less loaded %s", c.Name(got), c.Name(light.ID()))
 	}
-	if got := c.signalNode("control-p"); got != light.ID() {
-		t.Errorf("control-p signalled through %s, want %s", c.name(got), c.name(light.ID()))
+	if got := c.MustSignalNode(t, "control-p"); got != light.ID() {
+		t.Errorf("control-p signalled through %s, want %s", c.Name(got), c.Name(light.ID()))
 	}
 }
 
@@ -159,58 +157,39 @@ func TestPlacedRoomWinsOverLoad(t *testing.T) {
 func TestDeadNodesRoomIsReplaced(t *testing.T) {
 	c := startCluster(t, 2)
 
-	first, err := harness.TryJoin(c.wsURL(), "r", "before-crash")
+	first, err := harness.TryJoin(c.proxy.WS(), "r", "before-crash")
 	if err != nil {
 		t.Fatalf("first join of r through Caddy: %v", err)
 	}
-	x := c.signalNode("before-crash")
-	if host := c.roomNode("r"); host != x {
+	x := c.MustSignalNode(t, "before-crash")
+	if host := c.RoomNode("r"); host != x {
 		first.Disconnect()
-		t.Fatalf("before-crash signalled through %s; room_node_map[r] = %s", c.name(x), c.name(host))
+		t.Fatalf("before-crash signalled through %s; room_node_map[r] = %s", c.Name(x), c.Name(host))
 	}
 	first.Disconnect()
-	dead := c.nodeByID(x)
-	var other *harness.Node
-	for _, n := range c.nodes {
-		if n != dead {
-			other = n
-		}
-	}
+	dead := c.NodeByID(x)
+	other := c.Other(dead)
 
 	killed := time.Now()
 	dead.Kill()
-	second, err := harness.TryJoin(c.wsURL(), "r", "after-crash")
+	second, err := harness.TryJoin(c.proxy.WS(), "r", "after-crash")
 	elapsed := time.Since(killed)
 	if err != nil {
-		t.Fatalf("join of r through Caddy %v after %s was killed: %v", elapsed, c.name(x), err)
+		t.Fatalf("join of r through Caddy %v after %s was killed: %v", elapsed, c.Name(x), err)
 	}
 	t.Cleanup(second.Disconnect)
-	t.Logf("kill of %s -> successful join of r: %v", c.name(x), elapsed)
+	t.Logf("kill of %s -> successful join of r: %v", c.Name(x), elapsed)
 
-	if got := c.signalNode("after-crash"); got != other.ID() {
-		t.Errorf("after-crash signalled through %s, want the surviving %s", c.name(got), c.name(other.ID()))
+	if got := c.MustSignalNode(t, "after-crash"); got != other.ID() {
+		t.Errorf("after-crash signalled through %s, want the surviving %s", c.Name(got), c.Name(other.ID()))
 	}
-	if got := c.roomNode("r"); got != other.ID() {
-		t.Errorf("room_node_map[r] = %s, want the surviving %s", c.name(got), c.name(other.ID()))
+	if got := c.RoomNode("r"); got != other.ID() {
+		t.Errorf("room_node_map[r] = %s, want the surviving %s", c.Name(got), c.Name(other.ID()))
 	}
 	if got := second.ServerInfo().GetNodeId(); got != other.ID() {
-		t.Errorf("after-crash's JoinResponse names %s, want %s", c.name(got), c.name(other.ID()))
+		t.Errorf("after-crash's JoinResponse names %s, want %s", c.Name(got), c.Name(other.ID()))
 	}
-	if !loggedReplacement(c.caddy.Logs(), "r", x, other.ID()) {
+	if len(c.proxy.Logged("room re-placed", "room", "r", "from", x, "to", other.ID())) == 0 {
 		t.Errorf("Caddy did not log the re-placement of r from %s to %s", x, other.ID())
 	}
-}
-
-// loggedReplacement reports whether Caddy's log has the registry's "room
-// re-placed" line for room, from -> to.
-func loggedReplacement(logs, room, from, to string) bool {
-	for _, line := range strings.Split(logs, "\n") {
-		var e struct {
-			Msg, Room, From, To string
-		}
-		if json.Unmarshal([]byte(line), &e) == nil && e.Msg == "room re-placed" && e.Room == room && e.From == from && e.To == to {
-			return true
-		}
-	}
-	return false
 }

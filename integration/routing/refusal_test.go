@@ -70,7 +70,7 @@ func TestBadTokenRefusedWithJSON(t *testing.T) {
 		{name: "validate, another secret", path: "/rtc/validate?access_token=" + url.QueryEscape(otherSecret)},
 	}
 	for _, tc := range cases {
-		req, err := http.NewRequest(http.MethodGet, c.httpURL()+tc.path, nil)
+		req, err := http.NewRequest(http.MethodGet, c.proxy.HTTP()+tc.path, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,23 +87,23 @@ func TestBadTokenRefusedWithJSON(t *testing.T) {
 	}
 
 	// an SDK client with a token from another secret does not get in
-	if lk, err := lksdk.ConnectToRoomWithToken(c.wsURL(), otherSecret, lksdk.NewRoomCallback(), lksdk.WithAutoSubscribe(false)); err == nil {
+	if lk, err := harness.TryJoinWithToken(c.proxy.WS(), otherSecret); err == nil {
 		lk.Disconnect()
 		t.Error("a client with a token signed with another secret joined through Caddy")
 	}
-	for _, n := range c.nodes {
+	for _, n := range c.Nodes {
 		if n.AcceptedSignal("mallory") {
-			t.Errorf("%s accepted mallory's signal WebSocket", c.name(n.ID()))
+			t.Errorf("%s accepted mallory's signal WebSocket", c.Name(n.ID()))
 		}
 	}
 
-	lk := harness.Join(t, c.wsURL(), "vip", "alice")
-	host := c.roomNode("vip")
-	if got := c.signalNode("alice"); got != host || c.nodeByID(host) == nil {
-		t.Errorf("alice signalled through %s; room_node_map[vip] = %s", c.name(got), c.name(host))
+	lk := harness.Join(t, c.proxy.WS(), "vip", "alice")
+	host := c.RoomNode("vip")
+	if got := c.MustSignalNode(t, "alice"); got != host || c.NodeByID(host) == nil {
+		t.Errorf("alice signalled through %s; room_node_map[vip] = %s", c.Name(got), c.Name(host))
 	}
 	if got := lk.ServerInfo().GetNodeId(); got != host {
-		t.Errorf("alice's JoinResponse names %s; room_node_map[vip] = %s", c.name(got), c.name(host))
+		t.Errorf("alice's JoinResponse names %s; room_node_map[vip] = %s", c.Name(got), c.Name(host))
 	}
 }
 
@@ -111,9 +111,9 @@ func TestBadTokenRefusedWithJSON(t *testing.T) {
 // (RoomService API) or that carry no token go to some live node.
 func TestRequestsWithoutRoomReachANode(t *testing.T) {
 	c := startCluster(t, 2)
-	harness.Join(t, c.wsURL(), "listed", "lister")
+	harness.Join(t, c.proxy.WS(), "listed", "lister")
 
-	rs := lksdk.NewRoomServiceClient(c.httpURL(), harness.APIKey, harness.APISecret)
+	rs := lksdk.NewRoomServiceClient(c.proxy.HTTP(), harness.APIKey, harness.APISecret)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	res, err := rs.ListRooms(ctx, &livekit.ListRoomsRequest{})
@@ -130,7 +130,7 @@ func TestRequestsWithoutRoomReachANode(t *testing.T) {
 	}
 
 	// a request without any token: LiveKit's own readiness answer from a node
-	resp, err := httpClient.Get(c.httpURL() + "/")
+	resp, err := httpClient.Get(c.proxy.HTTP() + "/")
 	if err != nil {
 		t.Fatalf("GET / through Caddy: %v", err)
 	}
@@ -145,11 +145,11 @@ func TestRequestsWithoutRoomReachANode(t *testing.T) {
 // prompt 503 with a JSON error instead of hanging, and Caddy stays up.
 func TestRedisDownGivesJSON503(t *testing.T) {
 	c := startCluster(t, 2, "redis_timeout 500ms")
-	harness.Join(t, c.wsURL(), "before", "before-outage") // the proxy is loaded and routing
+	harness.Join(t, c.proxy.WS(), "before", "before-outage") // the proxy is loaded and routing
 
-	c.redis.Kill()
+	c.Redis.Kill()
 	start := time.Now()
-	if lk, err := harness.TryJoin(c.wsURL(), "new-room-1", "during-outage"); err == nil {
+	if lk, err := harness.TryJoin(c.proxy.WS(), "new-room-1", "during-outage"); err == nil {
 		lk.Disconnect()
 		t.Error("a join of a new room succeeded through Caddy while Redis was down")
 	} else {
@@ -157,7 +157,7 @@ func TestRedisDownGivesJSON503(t *testing.T) {
 	}
 
 	start = time.Now()
-	resp, err := httpClient.Get(c.httpURL() + "/rtc?access_token=" + url.QueryEscape(harness.Token("new-room-2", "raw-client")))
+	resp, err := httpClient.Get(c.proxy.HTTP() + "/rtc?access_token=" + url.QueryEscape(harness.Token("new-room-2", "raw-client")))
 	elapsed := time.Since(start)
 	if err != nil {
 		t.Fatalf("GET /rtc through Caddy with Redis down (after %v): %v", elapsed, err)
@@ -170,7 +170,7 @@ func TestRedisDownGivesJSON503(t *testing.T) {
 	}
 
 	// Caddy is still up and answers
-	resp, err = httpClient.Get(c.httpURL() + "/")
+	resp, err = httpClient.Get(c.proxy.HTTP() + "/")
 	if err != nil {
 		t.Fatalf("GET / through Caddy after the Redis outage began: %v", err)
 	}
@@ -188,7 +188,7 @@ func TestVerifyOffNeverPlaces(t *testing.T) {
 	forged := "another-secret-of-at-least-32-characters"
 	for i := range 200 {
 		room := fmt.Sprintf("made-up-%d-%s", i, strings.Repeat("x", 10<<10))
-		req, _ := http.NewRequest(http.MethodGet, c.httpURL()+"/rtc/validate", nil)
+		req, _ := http.NewRequest(http.MethodGet, c.proxy.HTTP()+"/rtc/validate", nil)
 		req.Header.Set("Authorization", "Bearer "+tokenWith(harness.APIKey, forged, room, "mallory"))
 		resp, err := httpClient.Do(req)
 		if err != nil {
@@ -201,11 +201,11 @@ func TestVerifyOffNeverPlaces(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if n, err := c.redis.Client().HLen(ctx, harness.RoomNodeMapKey).Result(); err != nil || n != 0 {
+	if n, err := c.Redis.Client().HLen(ctx, harness.RoomNodeMapKey).Result(); err != nil || n != 0 {
 		t.Fatalf("room_node_map holds %d entries after 200 unverified tokens (%v)", n, err)
 	}
-	harness.Join(t, c.wsURL(), "real", "alice")
-	if c.nodeByID(c.roomNode("real")) == nil {
-		t.Fatalf("real room placed on %s", c.name(c.roomNode("real")))
+	harness.Join(t, c.proxy.WS(), "real", "alice")
+	if c.NodeByID(c.RoomNode("real")) == nil {
+		t.Fatalf("real room placed on %s", c.Name(c.RoomNode("real")))
 	}
 }
