@@ -24,8 +24,7 @@ import (
 // uneven counts, which makes the pile-up plain.
 func TestBurstOfNewRoomsIsSpread(t *testing.T) {
 	c := startCluster(t, 3)
-	addr := harness.FreeAddr(t)
-	harness.StartCaddy(t, lbSite(addr, c.redis.Addr(), "load_measure rooms"))
+	p := c.StartProxy(t, harness.LB{Options: []string{"load_measure rooms"}})
 	const rooms, rounds, slack = 20, 3, 3
 	var all []string
 	for round := range rounds {
@@ -39,7 +38,7 @@ func TestBurstOfNewRoomsIsSpread(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				_, errs[i] = rawJoin("ws://"+addr, names[i], names[i]+"-p")
+				_, errs[i] = harness.SignalJoin(p.WS(), names[i], names[i]+"-p", 20*time.Second)
 			}()
 		}
 		close(start)
@@ -52,16 +51,16 @@ func TestBurstOfNewRoomsIsSpread(t *testing.T) {
 		all = append(all, names...)
 		count := map[string]int{}
 		for _, r := range all {
-			count[c.roomNode(r)]++
+			count[c.RoomNode(r)]++
 		}
 		lo, hi := len(all), 0
-		for _, n := range c.nodes {
+		for _, n := range c.Nodes {
 			lo, hi = min(lo, count[n.ID()]), max(hi, count[n.ID()])
 		}
-		t.Logf("round %d: %d new rooms at once: %s; all rooms so far: %s", round+1, rooms, c.spread(names), c.spread(all))
+		t.Logf("round %d: %d new rooms at once: %s; all rooms so far: %s", round+1, rooms, c.Spread(names), c.Spread(all))
 		if hi-lo > slack {
 			t.Errorf("round %d: the nodes host %d to %d of the %d rooms, want a difference of at most %d (this burst: %s)",
-				round+1, lo, hi, len(all), slack, c.spread(names))
+				round+1, lo, hi, len(all), slack, c.Spread(names))
 		}
 		// past the pending window (stale_after, 5 s): the next round starts
 		// from the nodes' own room counts

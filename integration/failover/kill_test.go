@@ -29,13 +29,8 @@ type killResult struct {
 func TestKillRejoin(t *testing.T) {
 	trials := envInt(t, "LKLB_FAILOVER_TRIALS", 10)
 	c := startCluster(t, 3)
-	lbAddr, stockAddr := harness.FreeAddr(t), harness.FreeAddr(t)
-	harness.StartCaddy(t, lbSite(lbAddr, c.redis.Addr())+stockSite(stockAddr, c.nodes))
-
-	proxies := []struct{ mode, url string }{
-		{"livekit_lb", "ws://" + lbAddr},
-		{"stock", "ws://" + stockAddr},
-	}
+	lbURL, stockURL := startLBAndStock(t, c)
+	proxies := []struct{ mode, url string }{{"livekit_lb", lbURL}, {"stock", stockURL}}
 	results := map[string][]killResult{}
 	for i := range trials {
 		for _, p := range proxies { // alternate, so both see the same machine load
@@ -63,66 +58,62 @@ func TestKillRejoin(t *testing.T) {
 }
 
 // killTrial runs one trial through url and restarts the killed node.
-func killTrial(t *testing.T, c *cluster, mode, url string, i int) killResult {
+func killTrial(t *testing.T, c *harness.Stack, mode, url string, i int) killResult {
 	t.Helper()
 	room := fmt.Sprintf("kill-%s-%02d", strings.ReplaceAll(mode, "_", ""), i+1)
-	var clients []*client
+	var clients []*harness.Client
 	defer func() {
 		for _, cl := range clients {
-			cl.lk.Disconnect()
+			cl.LK.Disconnect()
 		}
 	}()
 	var res killResult
 	for _, who := range []string{"a", "b"} {
 		start := time.Now()
-		cl, err := connect(url, room, room+"-"+who, 10*time.Second)
+		cl, err := harness.Connect(url, room, room+"-"+who, 10*time.Second)
 		if err != nil {
 			t.Fatalf("%s: join %s as %s before the kill: %v", mode, room, room+"-"+who, err)
 		}
 		res.baseline = time.Since(start) // the second join: the room exists, as after the kill
 		clients = append(clients, cl)
 	}
-	host := c.roomNode(room)
-	dead := c.nodeByID(host)
+	host := c.RoomNode(room)
+	dead := c.NodeByID(host)
 	if dead == nil {
-		t.Fatalf("%s: room_node_map[%s] = %s, not a running node", mode, room, c.name(host))
+		t.Fatalf("%s: room_node_map[%s] = %s, not a running node", mode, room, c.Name(host))
 	}
 
 	killed := time.Now()
 	dead.Kill()
-	var joined *client
-	for {
+	var err error
+	joined, ok := harness.PollValue(time.Until(killed.Add(time.Minute)), harness.PollInterval, func() (cl *harness.Client, ok bool) {
 		res.attempts++
 		identity := fmt.Sprintf("%s-new%d", room, res.attempts)
 		res.lastTry = time.Since(killed)
-		cl, err := connect(url, room, identity, 5*time.Second) // the SDK's default connect timeout
-		if err == nil {
-			res.elapsed = time.Since(killed)
-			joined = cl
-			clients = append(clients, cl)
-			break
-		}
-		if time.Since(killed) > time.Minute {
-			t.Fatalf("%s: no join of %s succeeded within a minute of killing %s (%d attempts; last: %v)",
-				mode, room, c.name(host), res.attempts, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		cl, err = harness.Connect(url, room, identity, 5*time.Second) // the SDK's default connect timeout
+		return cl, err == nil
+	})
+	if !ok {
+		t.Fatalf("%s: no join of %s succeeded within a minute of killing %s (%d attempts; last: %v)",
+			mode, room, c.Name(host), res.attempts, err)
 	}
+	res.elapsed = time.Since(killed)
+	clients = append(clients, joined)
 
-	now := c.roomNode(room)
+	now := c.RoomNode(room)
 	switch {
 	case now == host:
 		t.Errorf("%s: room_node_map[%s] still names the killed %s after a successful join", mode, room, host)
-	case c.nodeByID(now) == nil:
-		t.Errorf("%s: room_node_map[%s] = %s, not a running node", mode, room, c.name(now))
+	case c.NodeByID(now) == nil:
+		t.Errorf("%s: room_node_map[%s] = %s, not a running node", mode, room, c.Name(now))
 	}
-	if got := joined.lk.ServerInfo().GetNodeId(); got != now {
-		t.Errorf("%s: %s's JoinResponse names %s; room_node_map[%s] = %s", mode, joined.identity, c.name(got), room, c.name(now))
+	if got := joined.LK.ServerInfo().GetNodeId(); got != now {
+		t.Errorf("%s: %s's JoinResponse names %s; room_node_map[%s] = %s", mode, joined.Identity, c.Name(got), room, c.Name(now))
 	}
-	sig := c.signalNode(joined.identity)
+	sig := c.SignalNode(joined.Identity)
 	res.relayed = sig != now
 	if mode == "livekit_lb" && sig != now {
-		t.Errorf("%s: %s signalled through %s; room_node_map[%s] = %s", mode, joined.identity, c.name(sig), room, c.name(now))
+		t.Errorf("%s: %s signalled through %s; room_node_map[%s] = %s", mode, joined.Identity, c.Name(sig), room, c.Name(now))
 	}
 	dead.Restart()
 	return res

@@ -39,9 +39,8 @@ func BenchmarkSilentNode(b *testing.B) {
 		trials = envInt(b, "LKLB_FAILOVER_TRIALS", 10)
 	}
 	c := startCluster(b, 3)
-	lbAddr, stockAddr := harness.FreeAddr(b), harness.FreeAddr(b)
-	harness.StartCaddy(b, lbSite(lbAddr, c.redis.Addr())+stockSite(stockAddr, c.nodes))
-	proxies := []struct{ name, url string }{{"livekit_lb", "ws://" + lbAddr}, {"stock", "ws://" + stockAddr}}
+	lbURL, stockURL := startLBAndStock(b, c)
+	proxies := []struct{ name, url string }{{"livekit_lb", lbURL}, {"stock", stockURL}}
 	if testing.Short() {
 		proxies = proxies[:1]
 	}
@@ -113,18 +112,18 @@ func BenchmarkSilentNode(b *testing.B) {
 
 // pauseTrial puts participants in room through url, pauses the
 // room's node for 0.5 s and returns how many lost their connection.
-func pauseTrial(b *testing.B, c *cluster, url, room string, participants int) int {
+func pauseTrial(b *testing.B, c *harness.Stack, url, room string, participants int) int {
 	b.Helper()
-	var clients []*client
+	var clients []*harness.Client
 	for i := range participants {
-		cl, err := connect(url, room, fmt.Sprintf("%s-p%d", room, i+1), 10*time.Second)
+		cl, err := harness.Connect(url, room, fmt.Sprintf("%s-p%d", room, i+1), 10*time.Second)
 		if err != nil {
 			b.Fatalf("join %s: %v", room, err)
 		}
-		defer cl.lk.Disconnect()
+		defer cl.LK.Disconnect()
 		clients = append(clients, cl)
 	}
-	node := c.nodeByID(c.roomNode(room))
+	node := c.NodeByID(c.RoomNode(room))
 	if node == nil {
 		b.Fatalf("room %s has no running node", room)
 	}
@@ -134,7 +133,7 @@ func pauseTrial(b *testing.B, c *cluster, url, room string, participants int) in
 	time.Sleep(3 * time.Second)
 	lost := 0
 	for _, cl := range clients {
-		if len(cl.log.list()) > 0 || cl.disconnected.Load() > 0 {
+		if len(cl.Drops()) > 0 || cl.Disconnects() > 0 {
 			lost++
 		}
 	}

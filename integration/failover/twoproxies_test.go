@@ -1,9 +1,7 @@
 package failover
 
 import (
-	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,87 +23,92 @@ import (
 // real SDK clients, one through each proxy.
 func TestTwoProxiesOneNodePerRoom(t *testing.T) {
 	rooms := envInt(t, "LKLB_DUAL_ROOMS", 100)
-	const sdkRooms, concurrency = 10, 10 // rooms in flight at once
+	const sdkRooms = 10
 	c := startCluster(t, 3)
-	addr1, addr2 := harness.FreeAddr(t), harness.FreeAddr(t)
 	// debug: the handler logs each request's route and outcome
-	caddy1 := harness.StartCaddy(t, "{\n\tdebug\n}\n"+lbSite(addr1, c.redis.Addr()))
-	caddy2 := harness.StartCaddy(t, "{\n\tdebug\n}\n"+lbSite(addr2, c.redis.Addr()))
-	proxies := []string{"ws://" + addr1, "ws://" + addr2}
-
-	type join struct {
-		room, identity string
-		proxy          int
-		node           string // from the JoinResponse
-		err            error
-	}
-	var (
-		mu    sync.Mutex
-		joins []join
-	)
-	record := func(j join) {
-		mu.Lock()
-		joins = append(joins, j)
-		mu.Unlock()
-	}
-	// both joins of a room start together, after a barrier
-	run := func(room string, do func(room, identity string, proxy int) join) {
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for p := range proxies {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				record(do(room, fmt.Sprintf("%s-via%d", room, p+1), p))
-			}()
-		}
-		close(start)
-		wg.Wait()
-	}
+	r := &dualRun{proxies: []*harness.Proxy{c.StartProxyWith(t, "debug", harness.LB{}), c.StartProxyWith(t, "debug", harness.LB{})}}
 
 	begin := time.Now()
-	sem := make(chan struct{}, concurrency)
-	var wg sync.WaitGroup
-	for i := range rooms {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			run(fmt.Sprintf("dual-%03d", i+1), func(room, identity string, p int) join {
-				node, err := rawJoin(proxies[p], room, identity)
-				return join{room, identity, p, node, err}
-			})
-		}()
-	}
-	wg.Wait()
+	r.joinRooms(rooms, "dual-%03d", func(room, identity string, p int) dualJoin {
+		node, err := harness.SignalJoin(r.proxies[p].WS(), room, identity, 20*time.Second)
+		return dualJoin{room, identity, p, node, err}
+	})
 	rawTime := time.Since(begin)
-
 	begin = time.Now()
-	for i := range sdkRooms {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			run(fmt.Sprintf("dual-sdk-%02d", i+1), func(room, identity string, p int) join {
-				cl, err := connect(proxies[p], room, identity, 15*time.Second)
-				if err != nil {
-					return join{room, identity, p, "", err}
-				}
-				t.Cleanup(cl.lk.Disconnect)
-				return join{room, identity, p, cl.lk.ServerInfo().GetNodeId(), nil}
-			})
-		}()
-	}
-	wg.Wait()
+	r.joinRooms(sdkRooms, "dual-sdk-%02d", func(room, identity string, p int) dualJoin {
+		cl, err := harness.Connect(r.proxies[p].WS(), room, identity, 15*time.Second)
+		if err != nil {
+			return dualJoin{room, identity, p, "", err}
+		}
+		t.Cleanup(cl.LK.Disconnect)
+		return dualJoin{room, identity, p, cl.LK.ServerInfo().GetNodeId(), nil}
+	})
 	t.Logf("%d rooms x 2 raw signal joins (one per proxy, concurrently): %v; %d rooms x 2 SDK joins: %v",
 		rooms, rawTime.Round(time.Millisecond), sdkRooms, time.Since(begin).Round(time.Millisecond))
 
+	r.check(t, c, rooms+sdkRooms)
+	t.Logf("routing outcomes: proxy 1 %v, proxy 2 %v (followed: the other proxy placed the room first)",
+		outcomes(r.proxies[0].Caddy), outcomes(r.proxies[1].Caddy))
+}
+
+// dualRun is the joins of TestTwoProxiesOneNodePerRoom.
+type dualRun struct {
+	proxies []*harness.Proxy
+	mu      sync.Mutex
+	joins   []dualJoin
+}
+
+// dualJoin is one join of a room through one proxy.
+type dualJoin struct {
+	room, identity string
+	proxy          int
+	node           string // from the JoinResponse
+	err            error
+}
+
+// joinRooms joins n rooms (named by format and the room's number), 10 rooms
+// in flight at once; both joins of a room, one through each proxy, start
+// together, after a barrier.
+func (r *dualRun) joinRooms(n int, format string, do func(room, identity string, proxy int) dualJoin) {
+	sem := make(chan struct{}, 10)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			r.joinBoth(fmt.Sprintf(format, i+1), do)
+		}()
+	}
+	wg.Wait()
+}
+
+func (r *dualRun) joinBoth(room string, do func(room, identity string, proxy int) dualJoin) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for p := range r.proxies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			j := do(room, fmt.Sprintf("%s-via%d", room, p+1), p)
+			r.mu.Lock()
+			r.joins = append(r.joins, j)
+			r.mu.Unlock()
+		}()
+	}
+	close(start)
+	wg.Wait()
+}
+
+// check: every join succeeded, every room is in room_node_map on a running
+// node, and both of its participants' signal WebSockets and JoinResponses
+// are on that node.
+func (r *dualRun) check(t *testing.T, c *harness.Stack, want int) {
 	placed := map[string]string{}
 	failed, split := 0, 0
-	for _, j := range joins {
+	for _, j := range r.joins {
 		if j.err != nil {
 			failed++
 			t.Errorf("join of %s as %s through proxy %d: %v", j.room, j.identity, j.proxy+1, j.err)
@@ -113,39 +116,36 @@ func TestTwoProxiesOneNodePerRoom(t *testing.T) {
 		}
 		at, ok := placed[j.room]
 		if !ok {
-			at = c.roomNode(j.room)
+			at = c.RoomNode(j.room)
 			placed[j.room] = at
-			if c.nodeByID(at) == nil {
-				t.Errorf("room_node_map[%s] = %s, not a running node", j.room, c.name(at))
+			if c.NodeByID(at) == nil {
+				t.Errorf("room_node_map[%s] = %s, not a running node", j.room, c.Name(at))
 			}
 		}
-		sig := c.signalNode(j.identity)
+		sig := c.SignalNode(j.identity)
 		if sig != at || j.node != at {
 			split++
 			t.Errorf("%s (room %s, proxy %d): signal WebSocket on %s, JoinResponse names %s; room_node_map[%s] = %s",
-				j.identity, j.room, j.proxy+1, c.name(sig), c.name(j.node), j.room, c.name(at))
+				j.identity, j.room, j.proxy+1, c.Name(sig), c.Name(j.node), j.room, c.Name(at))
 		}
 	}
-	if want := rooms + sdkRooms; len(placed) != want {
+	if len(placed) != want {
 		t.Errorf("%d rooms joined, want %d", len(placed), want)
 	}
 	var names []string
-	for r := range placed {
-		names = append(names, r)
+	for room := range placed {
+		names = append(names, room)
 	}
-	t.Logf("%d joins, %d failed, %d not on their room's node; rooms per node: %s", len(joins), failed, split, c.spread(names))
-	t.Logf("routing outcomes: proxy 1 %v, proxy 2 %v (followed: the other proxy placed the room first)",
-		outcomes(caddy1.Logs()), outcomes(caddy2.Logs()))
+	t.Logf("%d joins, %d failed, %d not on their room's node; rooms per node: %s", len(r.joins), failed, split, c.Spread(names))
 }
 
 // outcomes counts the livekit_lb handler's "route" debug lines (one per
 // routed request) by outcome: placed, followed, found, cached, ...
-func outcomes(logs string) map[string]int {
+func outcomes(caddy *harness.Caddy) map[string]int {
 	count := map[string]int{}
-	for _, line := range strings.Split(logs, "\n") {
-		var e struct{ Msg, Outcome string }
-		if json.Unmarshal([]byte(line), &e) == nil && e.Msg == "route" && e.Outcome != "" {
-			count[e.Outcome]++
+	for _, e := range caddy.Logged("route") {
+		if o, _ := e.Fields["outcome"].(string); o != "" {
+			count[o]++
 		}
 	}
 	return count
