@@ -54,11 +54,18 @@ func (s *Stack) StartProxyWith(t testing.TB, global string, lb LB, pre ...string
 	if lb.Redis == "" && len(lb.RedisBlock) == 0 {
 		lb.Redis = s.Redis.Addr()
 	}
-	p := &Proxy{Addr: FreeAddr(t)}
 	if global != "" {
 		global = Global(global)
 	}
-	p.Caddy = StartCaddy(t, global+LBSite(p.Addr, lb, pre...))
+	return StartSite(t, func(addr string) string { return global + LBSite(addr, lb, pre...) })
+}
+
+// StartSite starts Caddy with the Caddyfile that site makes for a free
+// address (LBSite, TokenSite ...).
+func StartSite(t testing.TB, site func(addr string) string) *Proxy {
+	t.Helper()
+	p := &Proxy{Addr: FreeAddr(t)}
+	p.Caddy = StartCaddy(t, site(p.Addr))
 	return p
 }
 

@@ -21,8 +21,8 @@ import (
 // key byte for byte (DUMP), LiveKit's and the proxy's.
 func TestBackupRestoreRoundTrip(t *testing.T) {
 	s := start(t)
-	harness.Join(t, "ws://"+s.addr, "kept-room", "alice")
-	if out, err := s.livekitCmd(t, "drain", s.nodes[1].IP()); err != nil { // a key of ours too
+	harness.Join(t, s.proxy.WS(), "kept-room", "alice")
+	if out, err := s.livekitCmd(t, "drain", s.Nodes[1].IP()); err != nil { // a key of ours too
 		t.Fatalf("drain: %v %s", err, out)
 	}
 	file := filepath.Join(t.TempDir(), "livekit.backup")
@@ -67,8 +67,8 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	if n, _ := fresh.Client().DBSize(ctx).Result(); int(n) != len(keys) {
 		t.Errorf("restored Redis has %d keys, backup %d", n, len(keys))
 	}
-	if got := harness.RoomNode(ctx, fresh.Client(), "kept-room"); got != s.roomNode("kept-room") {
-		t.Errorf("room_node_map[kept-room] restored as %q, want %q", got, s.roomNode("kept-room"))
+	if got := harness.RoomNode(ctx, fresh.Client(), "kept-room"); got != s.RoomNode("kept-room") {
+		t.Errorf("room_node_map[kept-room] restored as %q, want %q", got, s.RoomNode("kept-room"))
 	}
 }
 

@@ -22,14 +22,26 @@ import (
 // name the junk. The commands refuse a typo.
 func TestHostileNodesEntries(t *testing.T) {
 	s := start(t)
-	rc := s.redis.Client()
+	writeJunk(t, s)
+	time.Sleep(3 * time.Second) // a few refreshes and probe rounds
+
+	t.Run("admin view", func(t *testing.T) { checkJunkView(t, s) })
+	t.Run("routing", func(t *testing.T) { checkRoutingPastJunk(t, s) })
+	t.Run("commands", func(t *testing.T) { checkCommandsNameJunk(t, s) })
+}
+
+// writeJunk puts into `nodes` a value that is not a node, a copy of a
+// healthy node's id at an unreachable address under another field, a fresh
+// entry with no id and 20,000 long-dead entries, and places a room on "".
+func writeJunk(t *testing.T, s *stack) {
+	rc := s.Redis.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	real, err := harness.RedisNodes(ctx, rc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	healthy := real[s.nodes[0].ID()]
+	healthy := real[s.Nodes[0].ID()]
 	forged := proto.Clone(healthy).(*livekit.Node)
 	forged.Ip = "127.0.0.99"
 	forgedRaw, _ := proto.Marshal(forged)
@@ -50,21 +62,18 @@ func TestHostileNodesEntries(t *testing.T) {
 	if _, err := pipe.Exec(ctx); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * time.Second) // a few refreshes and probe rounds
+}
 
-	var view struct {
-		Nodes []struct {
-			ID       string `json:"id"`
-			Routable bool   `json:"routable"`
-		} `json:"nodes"`
-		Ignored []struct{ Field, Reason string } `json:"ignored_entries"`
-	}
+// checkJunkView: the admin API keeps the real nodes routable and lists the
+// three junk entries.
+func checkJunkView(t *testing.T, s *stack) {
+	var view harness.NodesView
 	s.admin(t, "/livekit/nodes", &view)
 	routable := map[string]bool{}
 	for _, n := range view.Nodes {
 		routable[n.ID] = n.Routable
 	}
-	for _, n := range s.nodes {
+	for _, n := range s.Nodes {
 		if !routable[n.ID()] {
 			t.Errorf("%s not routable with junk in nodes", n.ID())
 		}
@@ -72,28 +81,37 @@ func TestHostileNodesEntries(t *testing.T) {
 	if len(view.Ignored) != 3 {
 		t.Errorf("admin view lists %d ignored entries, want 3: %+v", len(view.Ignored), view.Ignored)
 	}
+}
 
+// checkRoutingPastJunk: new rooms, and the room placed on "", go to the
+// real nodes.
+func checkRoutingPastJunk(t *testing.T, s *stack) {
 	for i := range 6 {
 		room := fmt.Sprint("hostile-", i)
-		harness.Join(t, "ws://"+s.addr, room, fmt.Sprint("h", i))
-		if at := s.roomNode(room); at != s.nodes[0].ID() && at != s.nodes[1].ID() {
+		harness.Join(t, s.proxy.WS(), room, fmt.Sprint("h", i))
+		if at := s.RoomNode(room); at != s.Nodes[0].ID() && at != s.Nodes[1].ID() {
 			t.Fatalf("%s placed on %q", room, at)
 		}
 	}
-	harness.Join(t, "ws://"+s.addr, "empty-placed", "e1")
-	if at := s.roomNode("empty-placed"); at != s.nodes[0].ID() && at != s.nodes[1].ID() {
+	harness.Join(t, s.proxy.WS(), "empty-placed", "e1")
+	if at := s.RoomNode("empty-placed"); at != s.Nodes[0].ID() && at != s.Nodes[1].ID() {
 		t.Fatalf("the room placed on \"\" is now on %q", at)
 	}
+}
 
+// checkCommandsNameJunk: `caddy livekit status` and `verify` name the junk,
+// Caddy logged each junk entry once, its memory stays in proportion to the
+// entries, and the commands refuse a typo.
+func checkCommandsNameJunk(t *testing.T, s *stack) {
 	out, err := s.livekitCmd(t, "status")
 	if err != nil || !strings.Contains(out, `PROBLEM: nodes entry "junk" ignored`) || !strings.Contains(out, `"ND_forged"`) {
 		t.Errorf("status does not name the junk entries (%v):\n%s", err, out)
 	}
-	out, err = s.livekitCmd(t, "verify", "--nodes", s.nodes[0].IP()+","+s.nodes[1].IP())
+	out, err = s.livekitCmd(t, "verify", "--nodes", s.Nodes[0].IP()+","+s.Nodes[1].IP())
 	if err == nil || !strings.Contains(out, `"ND_noid"`) {
 		t.Errorf("verify passes with junk in nodes (%v):\n%s", err, out)
 	}
-	if logs := s.caddy.Logs(); strings.Count(logs, "ignoring an entry of LiveKit's nodes hash") != 3 {
+	if logs := s.proxy.Logs(); strings.Count(logs, "ignoring an entry of LiveKit's nodes hash") != 3 {
 		t.Errorf("%d log lines about the 3 junk entries, want 3", strings.Count(logs, "ignoring an entry of LiveKit's nodes hash"))
 	}
 
@@ -106,7 +124,6 @@ func TestHostileNodesEntries(t *testing.T) {
 	} else {
 		t.Logf("Caddy's heap with 20,000 entries in nodes: %d MiB", heap)
 	}
-
 	for _, args := range [][]string{{"bogus"}, {"drain", "ND_typo"}, {"drain", ""}, {}} {
 		if out, err := s.livekitCmd(t, args...); err == nil {
 			t.Errorf("caddy livekit %q exited 0:\n%s", args, out)

@@ -4,11 +4,8 @@
 package observe
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -21,38 +18,26 @@ import (
 
 func TestMain(m *testing.M) { harness.Main(m) }
 
+// stack is one test's Redis, two LiveKit nodes and Caddy in front of them.
 type stack struct {
-	redis *harness.Redis
-	nodes []*harness.Node
-	caddy *harness.Caddy
-	addr  string
+	*harness.Stack
+	proxy *harness.Proxy
 }
 
 func start(t *testing.T) *stack {
-	s := &stack{redis: harness.StartRedis(t)}
-	s.nodes = harness.StartNodes(t, s.redis.Addr(), 2, harness.NodeOptions{})
-	s.addr = harness.FreeAddr(t)
-	s.caddy = harness.StartCaddy(t, fmt.Sprintf("http://%s {\n\tlivekit_lb %s {\n\t\tallow_networks 127.0.0.0/8\n\t\tload_measure rooms\n\t\t%s\n\t}\n}\n", s.addr, s.redis.Addr(), strings.Join(harness.LBKeys, "\n\t\t")))
-	return s
+	s := harness.StartStack(t, 2, harness.NodeOptions{})
+	return &stack{Stack: s, proxy: s.StartProxy(t, harness.LB{Options: []string{"load_measure rooms"}})}
 }
 
+// admin reads path from Caddy's admin API (into: decoded JSON) and fails
+// the test if it cannot.
 func (s *stack) admin(t *testing.T, path string, into any) string {
 	t.Helper()
-	resp, err := http.Get("http://" + s.caddy.AdminAddr() + path)
+	body, err := s.proxy.Admin(path, into)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
-	}
-	if into != nil {
-		if err := json.Unmarshal(body, into); err != nil {
-			t.Fatalf("GET %s: %v in %s", path, err, body)
-		}
-	}
-	return string(body)
+	return body
 }
 
 // metric reads one sample from Caddy's /metrics (0 when absent).
@@ -69,15 +54,9 @@ func (s *stack) metric(t *testing.T, name string) float64 {
 
 func (s *stack) livekitCmd(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(harness.CaddyBinary(t), append([]string{"livekit", "--redis", s.redis.Addr(), "--allow-networks", "127.0.0.0/8"}, args...)...)
+	cmd := exec.Command(harness.CaddyBinary(t), append([]string{"livekit", "--redis", s.Redis.Addr(), "--allow-networks", "127.0.0.0/8"}, args...)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
-}
-
-func (s *stack) roomNode(room string) string {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	return harness.RoomNode(ctx, s.redis.Client(), room)
 }
 
 func TestMetricsAndAdminAPI(t *testing.T) {
@@ -85,12 +64,12 @@ func TestMetricsAndAdminAPI(t *testing.T) {
 	placed := `caddy_livekit_routes_total{outcome="placed"}`
 	before := s.metric(t, placed)
 	for i := range 3 {
-		harness.Join(t, "ws://"+s.addr, fmt.Sprint("room-", i), fmt.Sprint("user-", i))
+		harness.Join(t, s.proxy.WS(), fmt.Sprint("room-", i), fmt.Sprint("user-", i))
 	}
 	if d := s.metric(t, placed) - before; d != 3 {
 		t.Fatalf("%s rose by %v for 3 new rooms", placed, d)
 	}
-	for _, n := range s.nodes {
+	for _, n := range s.Nodes {
 		if v := s.metric(t, fmt.Sprintf(`caddy_livekit_node_routable{node=%q}`, n.ID())); v != 1 {
 			t.Errorf("node_routable of %s = %v", n.ID(), v)
 		}
@@ -99,16 +78,7 @@ func TestMetricsAndAdminAPI(t *testing.T) {
 		t.Error("Redis round trips not measured")
 	}
 
-	var nodes struct {
-		RedisReachable bool `json:"redis_reachable"`
-		Nodes          []struct {
-			ID       string  `json:"id"`
-			Dial     string  `json:"dial"`
-			State    string  `json:"state"`
-			Routable bool    `json:"routable"`
-			StatsAge float64 `json:"stats_age_seconds"`
-		} `json:"nodes"`
-	}
+	var nodes harness.NodesView
 	s.admin(t, "/livekit/nodes", &nodes)
 	if !nodes.RedisReachable || len(nodes.Nodes) != 2 {
 		t.Fatalf("/livekit/nodes: %+v", nodes)
@@ -138,33 +108,32 @@ func TestMetricsAndAdminAPI(t *testing.T) {
 	}
 	for i := range 3 {
 		room := fmt.Sprint("room-", i)
-		if seen[room] == "" || seen[room] != s.roomNode(room) {
-			t.Errorf("/livekit/rooms: %s on %q, room_node_map %q", room, seen[room], s.roomNode(room))
+		if seen[room] == "" || seen[room] != s.RoomNode(room) {
+			t.Errorf("/livekit/rooms: %s on %q, room_node_map %q", room, seen[room], s.RoomNode(room))
 		}
 	}
 
 	// a node going away shows in the metrics
 	downs := s.metric(t, `caddy_livekit_node_transitions_total{direction="down"}`)
-	s.nodes[1].Kill()
-	deadline := time.Now().Add(5 * time.Second)
-	for s.metric(t, `caddy_livekit_node_transitions_total{direction="down"}`) == downs && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if s.metric(t, `caddy_livekit_node_transitions_total{direction="down"}`) == downs {
+	s.Nodes[1].Kill()
+	counted := harness.PollEvery(5*time.Second, 100*time.Millisecond, func() bool {
+		return s.metric(t, `caddy_livekit_node_transitions_total{direction="down"}`) != downs
+	})
+	if !counted {
 		t.Error("killed node never counted as down")
 	}
 }
 
 func TestCommands(t *testing.T) {
 	s := start(t)
-	harness.Join(t, "ws://"+s.addr, "standup", "alice")
+	harness.Join(t, s.proxy.WS(), "standup", "alice")
 
 	out, err := s.livekitCmd(t, "status")
 	t.Logf("caddy livekit status:\n%s", out)
 	if err != nil {
 		t.Fatalf("status: %v\n%s", err, out)
 	}
-	for _, n := range s.nodes {
+	for _, n := range s.Nodes {
 		if !regexp.MustCompile(regexp.QuoteMeta(n.ID()) + `\s+` + regexp.QuoteMeta(n.HTTPAddr()) + `\s+SERVING\s+yes`).MatchString(out) {
 			t.Errorf("status lacks a serving, routable line for %s", n.ID())
 		}
@@ -173,38 +142,38 @@ func TestCommands(t *testing.T) {
 	out, err = s.livekitCmd(t, "rooms", "--json")
 	var rooms struct{ Rooms []struct{ Room, Node string } }
 	if err != nil || json.Unmarshal([]byte(out), &rooms) != nil || len(rooms.Rooms) != 1 ||
-		rooms.Rooms[0].Room != "standup" || rooms.Rooms[0].Node != s.roomNode("standup") {
+		rooms.Rooms[0].Room != "standup" || rooms.Rooms[0].Node != s.RoomNode("standup") {
 		t.Fatalf("rooms --json: %v %s", err, out)
 	}
 
-	ips := s.nodes[0].IP() + "," + s.nodes[1].IP()
+	ips := s.Nodes[0].IP() + "," + s.Nodes[1].IP()
 	if out, err := s.livekitCmd(t, "verify", "--nodes", ips); err != nil || !strings.HasPrefix(out, "OK") {
 		t.Fatalf("verify on a healthy cluster: %v\n%s", err, out)
 	}
 
 	// drain node 1 by IP: new rooms through the proxy go to node 2 only
-	if out, err := s.livekitCmd(t, "drain", s.nodes[0].IP()); err != nil {
+	if out, err := s.livekitCmd(t, "drain", s.Nodes[0].IP()); err != nil {
 		t.Fatalf("drain: %v %s", err, out)
 	}
 	time.Sleep(1500 * time.Millisecond) // one refresh of the proxy
 	for i := range 4 {
 		room := fmt.Sprint("after-drain-", i)
-		harness.Join(t, "ws://"+s.addr, room, fmt.Sprint("d", i))
-		if got := s.roomNode(room); got != s.nodes[1].ID() {
+		harness.Join(t, s.proxy.WS(), room, fmt.Sprint("d", i))
+		if got := s.RoomNode(room); got != s.Nodes[1].ID() {
 			t.Fatalf("%s placed on %s while node 1 is drained", room, got)
 		}
 	}
 	if out, _ := s.livekitCmd(t, "status"); !strings.Contains(out, "(drained)") {
 		t.Errorf("status does not show the drain:\n%s", out)
 	}
-	if out, err := s.livekitCmd(t, "undrain", s.nodes[0].IP()); err != nil {
+	if out, err := s.livekitCmd(t, "undrain", s.Nodes[0].IP()); err != nil {
 		t.Fatalf("undrain: %v %s", err, out)
 	}
 
-	s.nodes[1].Kill()
+	s.Nodes[1].Kill()
 	out, err = s.livekitCmd(t, "verify", "--nodes", ips)
 	t.Logf("caddy livekit verify with a killed node:\n%s", out)
-	if err == nil || !strings.Contains(out, "PROBLEM: node") || !strings.Contains(out, s.nodes[1].IP()) {
+	if err == nil || !strings.Contains(out, "PROBLEM: node") || !strings.Contains(out, s.Nodes[1].IP()) {
 		t.Fatalf("verify with a killed node: %v\n%s", err, out)
 	}
 }

@@ -24,38 +24,19 @@ func TestMain(m *testing.M) { harness.Main(m) }
 
 const frontendKey = "frontend-key-for-the-integration-tests"
 
+// stack is one test's Redis, LiveKit nodes and Caddy with the create-room
+// endpoint and livekit_lb.
 type stack struct {
-	redis *harness.Redis
-	nodes []*harness.Node
-	addr  string
+	*harness.Stack
+	proxy *harness.Proxy
 }
 
 func start(t *testing.T, nodes int) *stack {
-	s := &stack{redis: harness.StartRedis(t)}
-	s.nodes = harness.StartNodes(t, s.redis.Addr(), nodes, harness.NodeOptions{})
-	s.addr = harness.FreeAddr(t)
-	cluster := fmt.Sprintf("redis %s\n\t\tallow_networks 127.0.0.0/8\n\t\tload_measure rooms", s.redis.Addr())
-	harness.StartCaddy(t, fmt.Sprintf(`http://%s {
-	handle /api/create-room {
-		livekit_token {
-		%s
-			api_key %s
-			api_secret %s
-			auth_key %s
-			empty_timeout 2m
-			max_participants 7
-		}
-	}
-	handle {
-		livekit_lb {
-		%s
-			api_key %s
-			api_secret %s
-		}
-	}
-}
-`, s.addr, cluster, harness.APIKey, harness.APISecret, frontendKey, cluster, harness.APIKey, harness.APISecret))
-	return s
+	s := harness.StartStack(t, nodes, harness.NodeOptions{})
+	lb := harness.LB{Redis: s.Redis.Addr(), Options: []string{"load_measure rooms"}}
+	return &stack{Stack: s, proxy: harness.StartSite(t, func(addr string) string {
+		return harness.TokenSite(addr, lb, "auth_key "+frontendKey, "empty_timeout 2m", "max_participants 7")
+	})}
 }
 
 type created struct {
@@ -68,7 +49,7 @@ type created struct {
 
 func (s *stack) createRoom(t *testing.T, key, body string) (int, created) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", "http://"+s.addr+"/api/create-room", bytes.NewBufferString(body))
+	req, _ := http.NewRequest("POST", s.proxy.HTTP()+"/api/create-room", bytes.NewBufferString(body))
 	req.Header.Set("Content-Type", "application/json")
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
@@ -86,12 +67,6 @@ func (s *stack) createRoom(t *testing.T, key, body string) (int, created) {
 	return resp.StatusCode, c
 }
 
-func (s *stack) roomNode(room string) string {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	return harness.RoomNode(ctx, s.redis.Client(), room)
-}
-
 // Create-room through Caddy, then join with the returned url and token: the
 // room exists before the join, on the node room_node_map names, and the
 // client's signal WebSocket lands on that node.
@@ -104,17 +79,17 @@ func TestCreateRoomThenJoin(t *testing.T) {
 		if status != 200 {
 			t.Fatalf("create %s: %d %s", room, status, c.Error)
 		}
-		if c.RoomName != room || c.URL != "ws://"+s.addr || c.ServerURL != c.URL {
-			t.Fatalf("response %+v, want the proxy's URL ws://%s", c, s.addr)
+		if c.RoomName != room || c.URL != s.proxy.WS() || c.ServerURL != c.URL {
+			t.Fatalf("response %+v, want the proxy's URL %s", c, s.proxy.WS())
 		}
-		node := s.roomNode(room)
+		node := s.RoomNode(room)
 		if node == "" {
 			t.Fatalf("room %s not placed in room_node_map", room)
 		}
 		hosts[node]++
 
 		// the room exists, with our settings, before anyone joins
-		rs := lksdk.NewRoomServiceClient("http://"+s.addr, harness.APIKey, harness.APISecret)
+		rs := lksdk.NewRoomServiceClient(s.proxy.HTTP(), harness.APIKey, harness.APISecret)
 		list, err := rs.ListRooms(context.Background(), &livekit.ListRoomsRequest{Names: []string{room}})
 		if err != nil || len(list.Rooms) != 1 {
 			t.Fatalf("ListRooms %s: %v %v", room, list, err)
@@ -125,11 +100,11 @@ func TestCreateRoomThenJoin(t *testing.T) {
 
 		harness.JoinWithToken(t, c.URL, c.Token)
 		v, _ := auth.ParseAPIToken(c.Token)
-		got, ok := harness.SignalNodeOf(s.nodes, v.Identity())
+		got, ok := harness.SignalNodeOf(s.Nodes, v.Identity())
 		if !ok || got != node {
 			t.Fatalf("%s of room %s connected on %q, room_node_map says %q", v.Identity(), room, got, node)
 		}
-		if s.roomNode(room) != node {
+		if s.RoomNode(room) != node {
 			t.Fatalf("room %s moved after the join", room)
 		}
 	}
@@ -153,7 +128,7 @@ func TestCreateRoomRefusals(t *testing.T) {
 	if status, c := s.createRoom(t, frontendKey, `{"room_name":"bad\u0000name","user_name":"u"}`); status != 400 || c.Error == "" {
 		t.Fatalf("bad name: %d %+v", status, c)
 	}
-	if s.roomNode("r") != "" || s.roomNode("bad\x00name") != "" {
+	if s.RoomNode("r") != "" || s.RoomNode("bad\x00name") != "" {
 		t.Fatal("a refused request placed a room")
 	}
 }
@@ -162,7 +137,7 @@ func TestCreateRoomRefusals(t *testing.T) {
 // placement behind.
 func TestCreateRoomNodesGone(t *testing.T) {
 	s := start(t, 2)
-	for _, n := range s.nodes {
+	for _, n := range s.Nodes {
 		n.Kill()
 	}
 	status, c := s.createRoom(t, frontendKey, `{"room_name":"orphan","user_name":"u"}`)
@@ -172,7 +147,7 @@ func TestCreateRoomNodesGone(t *testing.T) {
 	if c.Error == "" || c.Token != "" {
 		t.Fatalf("response %+v", c)
 	}
-	if n := s.roomNode("orphan"); n != "" {
+	if n := s.RoomNode("orphan"); n != "" {
 		t.Fatalf("room_node_map[orphan] = %s after a failed create-room", n)
 	}
 }
