@@ -11,8 +11,10 @@ import (
 	"os"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/livekit-lb/caddy-livekit/cluster"
 )
 
 // backupEntry is one key of a backup file (JSON lines): Redis' own DUMP
@@ -28,40 +30,39 @@ func backupCommands() []*cobra.Command {
 		Use:   "backup FILE",
 		Short: "Writes LiveKit's Redis keys (and the proxy's) to FILE",
 		Args:  cobra.ExactArgs(1),
-		RunE:  runRedis(backupCmd),
+		RunE:  runOps(backupCmd),
 	}
 	backup.Flags().String("match", "*", "Only keys matching this pattern (the DB is LiveKit's by default)")
 	restore := &cobra.Command{
 		Use:   "restore FILE",
 		Short: "Restores a backup into Redis, replacing keys of the same name",
 		Args:  cobra.ExactArgs(1),
-		RunE:  runRedis(restoreCmd),
+		RunE:  runOps(restoreCmd),
 	}
 	return []*cobra.Command{backup, restore}
 }
 
-func runRedis(f func(context.Context, *cobra.Command, redis.UniversalClient, string) error) func(*cobra.Command, []string) error {
+// runOps opens the cluster's Redis for a backup or restore (no look at
+// the nodes: the cluster may be down, which is when a restore is needed).
+func runOps(f func(context.Context, *cobra.Command, *cluster.Cluster, string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		cmd.SilenceUsage = true
 		c, err := clusterFrom(cmd)
 		if err != nil {
 			return err
 		}
-		if len(c.Redis.ClusterAddresses) > 0 {
-			return errors.New("backup and restore do not support Redis Cluster; back up each master with its own tools")
-		}
-		rc, err := c.RedisClient()
+		reg, err := c.Open(zap.NewNop())
 		if err != nil {
 			return err
 		}
-		defer rc.Close()
+		defer reg.Close()
 		ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Minute)
 		defer cancel()
-		return f(ctx, cmd, rc, args[0])
+		return f(ctx, cmd, reg, args[0])
 	}
 }
 
-func backupCmd(ctx context.Context, cmd *cobra.Command, rc redis.UniversalClient, file string) error {
+func backupCmd(ctx context.Context, cmd *cobra.Command, reg *cluster.Cluster, file string) error {
 	match, _ := cmd.Flags().GetString("match")
 	tmp := file + ".partial"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600) // holds secrets' neighbours: private
@@ -72,30 +73,11 @@ func backupCmd(ctx context.Context, cmd *cobra.Command, rc redis.UniversalClient
 	w := bufio.NewWriter(f)
 	enc := json.NewEncoder(w)
 	n := 0
-	iter := rc.Scan(ctx, 0, match, 500).Iterator()
-	for iter.Next(ctx) {
-		key := iter.Val()
-		dump, err := rc.Dump(ctx, key).Result()
-		if errors.Is(err, redis.Nil) {
-			continue // expired meanwhile
-		}
-		if err != nil {
-			return fmt.Errorf("DUMP %s: %w", key, err)
-		}
-		ttl, err := rc.PTTL(ctx, key).Result()
-		if err != nil {
-			return err
-		}
-		e := backupEntry{Key: key, Dump: base64.StdEncoding.EncodeToString([]byte(dump))}
-		if ttl > 0 {
-			e.TTLms = ttl.Milliseconds()
-		}
-		if err := enc.Encode(e); err != nil {
-			return err
-		}
+	err = reg.Backup(ctx, match, func(k cluster.Key) error {
 		n++
-	}
-	if err := iter.Err(); err != nil {
+		return enc.Encode(backupEntry{Key: k.Name, TTLms: k.TTL.Milliseconds(), Dump: base64.StdEncoding.EncodeToString(k.Dump)})
+	})
+	if err != nil {
 		return err
 	}
 	if err := w.Flush(); err != nil {
@@ -111,7 +93,7 @@ func backupCmd(ctx context.Context, cmd *cobra.Command, rc redis.UniversalClient
 	return nil
 }
 
-func restoreCmd(ctx context.Context, cmd *cobra.Command, rc redis.UniversalClient, file string) error {
+func restoreCmd(ctx context.Context, cmd *cobra.Command, reg *cluster.Cluster, file string) error {
 	f, err := os.Open(file)
 	if err != nil {
 		return err
@@ -130,7 +112,7 @@ func restoreCmd(ctx context.Context, cmd *cobra.Command, rc redis.UniversalClien
 		if err != nil {
 			return fmt.Errorf("%s: key %s: %w", file, e.Key, err)
 		}
-		if err := rc.RestoreReplace(ctx, e.Key, time.Duration(e.TTLms)*time.Millisecond, string(dump)).Err(); err != nil {
+		if err := reg.RestoreKey(ctx, cluster.Key{Name: e.Key, TTL: time.Duration(e.TTLms) * time.Millisecond, Dump: dump}); err != nil {
 			return fmt.Errorf("RESTORE %s: %w", e.Key, err)
 		}
 		n++

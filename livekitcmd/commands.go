@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/livekit-lb/caddy-livekit/cluster"
 	"github.com/livekit-lb/caddy-livekit/livekitlb"
 )
 
@@ -76,7 +77,7 @@ REDIS_PASSWORD).
 type env struct {
 	cmd  *cobra.Command
 	args []string
-	reg  *livekitlb.Registry
+	reg  *cluster.Cluster
 	out  io.Writer
 	json bool
 }
@@ -91,14 +92,30 @@ func run(f func(context.Context, *env) error) func(*cobra.Command, []string) err
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 		defer cancel()
-		reg, err := livekitlb.Connect(ctx, c, zap.NewNop())
+		reg, err := open(ctx, c)
 		if err != nil {
 			return err
 		}
-		defer reg.Destruct()
+		defer reg.Close()
 		asJSON, _ := cmd.Flags().GetBool("json")
 		return f(ctx, &env{cmd: cmd, args: args, reg: reg, out: cmd.OutOrStdout(), json: asJSON})
 	}
+}
+
+// open connects to the cluster and takes one look: the nodes read, Redis
+// answering, every node probed.
+func open(ctx context.Context, c livekitlb.Cluster) (*cluster.Cluster, error) {
+	reg, err := c.Open(zap.NewNop())
+	if err != nil {
+		return nil, err
+	}
+	reg.Ready(ctx)
+	if err := reg.Ping(ctx); err != nil {
+		_ = reg.Close()
+		return nil, err
+	}
+	reg.ProbeNow(ctx)
+	return reg, nil
 }
 
 func statusCmd(_ context.Context, e *env) error {
@@ -136,7 +153,7 @@ func statusCmd(_ context.Context, e *env) error {
 	return nil
 }
 
-func orIP(n livekitlb.NodeStatus) string {
+func orIP(n cluster.NodeStatus) string {
 	if n.Dial != "" {
 		return n.Dial
 	}
@@ -200,7 +217,7 @@ func drainCmd(on bool) func(context.Context, *env) error {
 // knownNode refuses to drain a node id or IP that no node in Redis has (a
 // typo would drain nothing and say it did); undrain also takes a name that
 // is drained now, so that the drain of a node gone for good can be lifted.
-func knownNode(reg *livekitlb.Registry, node string, drain bool) error {
+func knownNode(reg *cluster.Cluster, node string, drain bool) error {
 	if strings.TrimSpace(node) == "" {
 		return errors.New("name a node by its id (ND_...) or IP")
 	}
@@ -242,7 +259,7 @@ func verifyCmd(ctx context.Context, e *env) error {
 
 // Verify checks Redis and the nodes as an operator would before trusting
 // the cluster: wantIPs are node IPs that must be registered and serving.
-func Verify(ctx context.Context, reg *livekitlb.Registry, wantIPs []string) []string {
+func Verify(ctx context.Context, reg *cluster.Cluster, wantIPs []string) []string {
 	var problems []string
 	if err := reg.Ping(ctx); err != nil {
 		return []string{err.Error()}
@@ -262,7 +279,7 @@ func Verify(ctx context.Context, reg *livekitlb.Registry, wantIPs []string) []st
 	if len(nodes) == 0 {
 		problems = append(problems, "no LiveKit node is registered in Redis")
 	}
-	byIP := map[string]livekitlb.NodeStatus{}
+	byIP := map[string]cluster.NodeStatus{}
 	reported := map[string]bool{} // IPs with a line already: one line per problem node
 	for _, n := range nodes {
 		if prev, ok := byIP[n.IP]; !ok || (n.Routable && !prev.Routable) {
@@ -274,7 +291,7 @@ func Verify(ctx context.Context, reg *livekitlb.Registry, wantIPs []string) []st
 		switch {
 		case n.Dial == "":
 			problem = "address outside allow_networks, never dialled"
-		case n.StatsAge >= 5 && n.State == "SERVING":
+		case n.Stale && n.State == "SERVING":
 			// a crashed node's entry stays until a node restarts (RemoveDeadNodes)
 			if live := byIP[n.IP]; !live.Routable || live.ID == n.ID {
 				problem = fmt.Sprintf("stats %.0fs old, node not updating", n.StatsAge)
@@ -301,7 +318,7 @@ func Verify(ctx context.Context, reg *livekitlb.Registry, wantIPs []string) []st
 	return problems
 }
 
-func ignoredEntry(b livekitlb.BadNode) string {
+func ignoredEntry(b cluster.BadNode) string {
 	return fmt.Sprintf("nodes entry %s ignored: %s", b.Field, b.Reason)
 }
 

@@ -3,12 +3,15 @@ package livekitcmd
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/livekit-lb/caddy-livekit/cluster"
 	"github.com/livekit-lb/caddy-livekit/livekitlb"
 )
 
@@ -42,12 +45,12 @@ func clusterFrom(cmd *cobra.Command) (livekitlb.Cluster, error) {
 		}
 	}
 	if redisAddr != "" {
-		c.Redis = livekitlb.RedisConfig{Address: redisAddr, Password: "{env.REDIS_PASSWORD}"}
+		c.Redis = cluster.RedisConfig{Address: redisAddr, Password: "{env.REDIS_PASSWORD}"}
 	}
 	if nets, _ := cmd.Flags().GetString("allow-networks"); nets != "" {
 		c.AllowNetworks = strings.Split(nets, ",")
 	}
-	if c.Redis.Address == "" && len(c.Redis.SentinelAddresses) == 0 && len(c.Redis.ClusterAddresses) == 0 {
+	if c.Redis.Empty() {
 		return c, fmt.Errorf("no Redis: give --config <Caddyfile> or --redis <host:port> (or LIVEKIT_REDIS_ADDRESS)")
 	}
 	return c, nil
@@ -60,7 +63,7 @@ func findCluster(v any) map[string]any {
 		if h, _ := t["handler"].(string); h == "livekit_lb" || h == "livekit_token" {
 			return t
 		}
-		for _, k := range sortedKeys(t) {
+		for _, k := range slices.Sorted(maps.Keys(t)) {
 			if found := findCluster(t[k]); found != nil {
 				return found
 			}
@@ -73,17 +76,4 @@ func findCluster(v any) map[string]any {
 		}
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
-	return keys
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/livekit-lb/caddy-livekit/cluster"
 )
 
 func init() {
@@ -41,10 +43,10 @@ func (a AdminAPI) Routes() []caddy.AdminRoute {
 
 // NodesView is the JSON of /livekit/nodes.
 type NodesView struct {
-	RedisReachable bool         `json:"redis_reachable"`
-	Nodes          []NodeStatus `json:"nodes"`
+	RedisReachable bool                 `json:"redis_reachable"`
+	Nodes          []cluster.NodeStatus `json:"nodes"`
 	// Entries of Redis' `nodes` hash that were not routed to, and why.
-	Ignored []BadNode `json:"ignored_entries,omitempty"`
+	Ignored []cluster.BadNode `json:"ignored_entries,omitempty"`
 }
 
 // RoomsView is the JSON of /livekit/rooms.
@@ -64,8 +66,8 @@ func (AdminAPI) nodes(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed")}
 	}
-	view := NodesView{RedisReachable: true, Nodes: []NodeStatus{}}
-	for _, reg := range Registries() {
+	view := NodesView{RedisReachable: true, Nodes: []cluster.NodeStatus{}}
+	for _, reg := range Clusters() {
 		view.RedisReachable = view.RedisReachable && reg.RedisReachable()
 		view.Nodes = append(view.Nodes, reg.Status()...)
 		view.Ignored = append(view.Ignored, reg.BadNodes()...)
@@ -91,7 +93,7 @@ func (AdminAPI) rooms(w http.ResponseWriter, r *http.Request) error {
 			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("count must be 1 to 1000")}
 		}
 	}
-	regs := Registries()
+	regs := Clusters()
 	if len(regs) == 0 {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no livekit cluster is configured")}
 	}

@@ -2,7 +2,6 @@ package livekitlb
 
 import (
 	"encoding/json"
-	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -127,152 +126,6 @@ func (lb *Handler) unmarshal(d *caddyfile.Dispenser, proxy *[]caddyfile.Token) e
 	})
 }
 
-// UnmarshalCaddyfileBlock reads what every directive embedding Cluster
-// shares: an optional Redis address argument, then a block whose cluster
-// options are taken here and whose other subdirectives go to own. It fails
-// when no Redis was given.
-func (c *Cluster) UnmarshalCaddyfileBlock(d *caddyfile.Dispenser, directive string, own func(*caddyfile.Dispenser) error) error {
-	if d.NextArg() {
-		c.Redis.Address = d.Val()
-		if d.NextArg() {
-			return d.ArgErr()
-		}
-	}
-	for d.NextBlock(0) {
-		ok, err := c.UnmarshalOption(d)
-		if err != nil {
-			return err
-		}
-		if ok {
-			continue
-		}
-		if err := own(d); err != nil {
-			return err
-		}
-	}
-	if c.Redis.Address == "" && len(c.Redis.SentinelAddresses) == 0 && len(c.Redis.ClusterAddresses) == 0 {
-		return d.Errf("%s needs a redis address", directive)
-	}
-	return nil
-}
-
-// UnmarshalOption parses the cluster option at the dispenser's cursor, if
-// it is one (redis, node_port, node_address, allow_networks, the durations,
-// load_measure), so that every directive spells them the same way.
-func (c *Cluster) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
-	switch d.Val() {
-	case "redis":
-		return true, c.Redis.unmarshal(d)
-	case "node_port":
-		if !d.NextArg() {
-			return true, d.ArgErr()
-		}
-		p, err := strconv.Atoi(d.Val())
-		if err != nil {
-			return true, d.Errf("node_port: %v", err)
-		}
-		c.NodePort = p
-	case "node_address":
-		args := d.RemainingArgs()
-		if len(args) != 2 {
-			return true, d.Err("node_address takes <advertised_ip> <host:port>")
-		}
-		if c.NodeAddresses == nil {
-			c.NodeAddresses = map[string]string{}
-		}
-		c.NodeAddresses[args[0]] = args[1]
-	case "allow_networks":
-		args := d.RemainingArgs()
-		if len(args) == 0 {
-			return true, d.ArgErr()
-		}
-		c.AllowNetworks = append(c.AllowNetworks, args...)
-	case "refresh_interval", "stale_after", "placement_cache", "redis_timeout", "fail_duration", "probe_interval", "probe_timeout":
-		name := d.Val()
-		if !d.NextArg() {
-			return true, d.ArgErr()
-		}
-		var v time.Duration
-		if name == "probe_interval" && d.Val() == "off" {
-			v = -1
-		} else {
-			var err error
-			if v, err = caddy.ParseDuration(d.Val()); err != nil || v <= 0 {
-				return true, d.Errf("%s: want a positive duration, got %q", name, d.Val())
-			}
-		}
-		*map[string]*caddy.Duration{
-			"refresh_interval": &c.RefreshInterval, "stale_after": &c.StaleAfter,
-			"placement_cache": &c.PlacementCache, "redis_timeout": &c.RedisTimeout,
-			"fail_duration": &c.FailDuration, "probe_interval": &c.ProbeInterval,
-			"probe_timeout": &c.ProbeTimeout,
-		}[name] = caddy.Duration(v)
-	case "load_measure":
-		if !d.NextArg() {
-			return true, d.ArgErr()
-		}
-		if err := validMeasure(d.Val()); err != nil {
-			return true, d.Err(err.Error())
-		}
-		c.LoadMeasure = d.Val()
-	default:
-		return false, nil
-	}
-	return true, nil
-}
-
-func (c *RedisConfig) unmarshal(d *caddyfile.Dispenser) error {
-	if d.NextArg() {
-		c.Address = d.Val()
-		if d.NextArg() {
-			return d.ArgErr()
-		}
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var ok bool
-		switch d.Val() {
-		case "address":
-			ok = d.AllArgs(&c.Address)
-		case "username":
-			ok = d.AllArgs(&c.Username)
-		case "password":
-			ok = d.AllArgs(&c.Password)
-		case "db":
-			var s string
-			if ok = d.AllArgs(&s); ok {
-				n, err := strconv.Atoi(s)
-				if err != nil {
-					return d.Errf("db: %v", err)
-				}
-				c.DB = n
-			}
-		case "use_tls":
-			c.UseTLS, ok = true, !d.NextArg()
-		case "sentinel_master_name":
-			ok = d.AllArgs(&c.SentinelMasterName)
-		case "sentinel_username":
-			ok = d.AllArgs(&c.SentinelUsername)
-		case "sentinel_password":
-			ok = d.AllArgs(&c.SentinelPassword)
-		case "sentinel_addresses":
-			c.SentinelAddresses = d.RemainingArgs()
-			ok = len(c.SentinelAddresses) > 0
-		case "cluster_addresses":
-			c.ClusterAddresses = d.RemainingArgs()
-			ok = len(c.ClusterAddresses) > 0
-		default:
-			return d.Errf("unknown redis option %q", d.Val())
-		}
-		if !ok {
-			return d.ArgErr()
-		}
-	}
-	if err := c.validate(); err != nil {
-		return d.Err(err.Error())
-	}
-	return nil
-}
-
 // proxyFor builds the reverse_proxy from the passed-through subdirectives,
 // then fills in livekit's upstream source, policy and signalling defaults
 // wherever the operator did not choose.
@@ -293,7 +146,9 @@ func proxyFor(h httpcaddyfile.Helper, tokens []caddyfile.Token) (*reverseproxy.H
 	}
 	lb := rp.LoadBalancing
 	if lb.SelectionPolicyRaw == nil {
-		lb.SelectionPolicyRaw = caddyconfig.JSONModuleObject(Policy{}, "policy", "livekit", nil)
+		// the source yields the one node chosen: `first` takes it while
+		// Caddy's own health checks (if any) agree, else retries
+		lb.SelectionPolicyRaw = caddyconfig.JSONModuleObject(reverseproxy.FirstSelection{}, "policy", "first", nil)
 	}
 	if lb.Retries == 0 && lb.TryDuration == 0 {
 		lb.Retries = defaultRetries
@@ -320,13 +175,6 @@ func (*Upstreams) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return noOptions(d)
 }
 
-// UnmarshalCaddyfile sets up the selection policy (it takes no options):
-//
-//	lb_policy livekit
-func (*Policy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return noOptions(d)
-}
-
 func noOptions(d *caddyfile.Dispenser) error {
 	d.Next() // module name
 	if d.NextArg() || d.NextBlock(0) {
@@ -338,5 +186,4 @@ func noOptions(d *caddyfile.Dispenser) error {
 // Interface guards
 var (
 	_ caddyfile.Unmarshaler = (*Upstreams)(nil)
-	_ caddyfile.Unmarshaler = (*Policy)(nil)
 )

@@ -32,7 +32,7 @@ func TestLiveKitLBDirective(t *testing.T) {
 	for _, want := range []string{
 		`"handler":"livekit_lb"`, `"address":"127.0.0.1:6379"`, `"node_port":7881`,
 		`"node_addresses":{"203.0.113.4":"10.0.0.4:7880"}`, `"load_measure":"rooms"`, `"fail_duration":2000000000`,
-		`"dynamic_upstreams":{"source":"livekit"}`, `"selection_policy":{"policy":"livekit"}`,
+		`"dynamic_upstreams":{"source":"livekit"}`, `"selection_policy":{"policy":"first"}`,
 		`"retries":5`, `"X-Via":["caddy"]`, `"stream_close_delay":600000000000`, `"dial_timeout":2000000000`,
 	} {
 		if !strings.Contains(string(out), want) {

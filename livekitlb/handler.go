@@ -1,7 +1,6 @@
 package livekitlb
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -12,6 +11,9 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/livekit-lb/caddy-livekit/cluster"
+	"github.com/livekit-lb/caddy-livekit/internal/reply"
 )
 
 func init() {
@@ -19,7 +21,7 @@ func init() {
 }
 
 // Handler reads the room from a request's LiveKit access token, chooses the
-// node (see Registry.Route) and leaves the decision for the `livekit`
+// node (see cluster.Cluster.Route) and leaves the decision for the `livekit`
 // upstream source and selection policy of the reverse_proxy that follows it.
 // It answers bad tokens and undecidable requests itself, with a JSON error.
 type Handler struct {
@@ -37,8 +39,8 @@ type Handler struct {
 
 	apiKey, apiSecret string
 	verifyOff         bool
-	registry          *Registry
-	poolKey           string
+	cluster           *cluster.Cluster
+	release           func() error
 	logger            *zap.Logger
 }
 
@@ -50,7 +52,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision joins the shared registry for this cluster.
+// Provision joins the shared cluster.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
@@ -63,11 +65,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	default:
 		return fmt.Errorf("livekit_lb: verify is on or off, not %q", v)
 	}
-	if err := RegisterMetrics(ctx); err != nil {
-		return err
-	}
 	var err error
-	h.registry, h.poolKey, err = h.Cluster.provision(ctx)
+	h.cluster, h.release, err = h.Cluster.Provision(ctx)
 	return err
 }
 
@@ -81,35 +80,25 @@ func (h *Handler) Validate() error {
 		return errors.New("livekit_lb: api_key and api_secret are required to verify tokens " +
 			"(is an {env.*} placeholder empty?); `verify off` routes without verifying")
 	}
-	return checkSecret("livekit_lb: api_secret", h.apiSecret)
+	return cluster.CheckSecret("livekit_lb: api_secret", h.apiSecret)
 }
 
-// minSecret is LiveKit's own minimum for an API secret.
-const minSecret = 32
-
-// checkSecret refuses a secret LiveKit itself would refuse.
-func checkSecret(what, secret string) error {
-	if len(secret) < minSecret {
-		return fmt.Errorf("%s has %d characters; LiveKit needs at least %d", what, len(secret), minSecret)
+// Cleanup releases the shared cluster.
+func (h *Handler) Cleanup() error {
+	if h.release == nil {
+		return nil
 	}
-	return nil
+	return h.release()
 }
-
-// Cleanup releases the shared registry.
-func (h *Handler) Cleanup() error { return release(h.poolKey) }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	room, verified, err := h.room(r)
 	if err != nil {
-		countRoute(outcomeBadToken)
-		h.logger.Info("refused access token", zap.String("remote", r.RemoteAddr), logged("path", r.URL.Path), zap.Error(err))
-		return WriteJSONError(w, http.StatusUnauthorized, err.Error())
+		countRoute(cluster.OutcomeBadToken)
+		h.logger.Info("refused access token", zap.String("remote", r.RemoteAddr), cluster.Field("path", r.URL.Path), zap.Error(err))
+		return reply.Error(w, http.StatusUnauthorized, err.Error())
 	}
-	if !h.registry.Loaded() { // only in the first moments after start
-		ctx, cancel := context.WithTimeout(r.Context(), h.registry.settings.redisTimeout)
-		h.registry.WaitLoaded(ctx)
-		cancel()
-	}
+	h.cluster.Ready(r.Context()) // waits only in the first moments after start
 	tokenToHeader(r)
 	header := w.Header().Clone() // as it was before any node's answer
 	for resends := 0; ; resends++ {
@@ -117,9 +106,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if s == nil {
 			return err
 		}
-		err = next.ServeHTTP(&sessionWriter{ResponseWriter: w, s: s}, r.WithContext(s.ctx))
-		if !s.release() {
-			if err != nil && !s.wasCommitted() {
+		err = next.ServeHTTP(&sessionWriter{ResponseWriter: w, s: s}, r.WithContext(s.Context()))
+		if !s.Release() {
+			if err != nil && !s.Committed() {
 				// answer here: Caddy's own error log line would carry the
 				// request's original URI, access_token and all
 				return h.proxyFailed(w, r, room, err)
@@ -131,11 +120,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		maps.Copy(w.Header(), header)
 		if !resendable(r) || resends == maxResends || r.Context().Err() != nil {
 			metrics.sessionsEnded.WithLabelValues("failed").Inc()
-			return WriteJSONError(w, http.StatusBadGateway, "the LiveKit node died before it answered")
+			return reply.Error(w, http.StatusBadGateway, "the LiveKit node died before it answered")
 		}
 		metrics.sessionsEnded.WithLabelValues("resent").Inc()
 		if c := h.logger.Check(zapcore.DebugLevel, "node died before answering; sending the request again"); c != nil {
-			c.Write(logged("room", room), logged("path", r.URL.Path))
+			c.Write(cluster.Field("room", room), cluster.Field("path", r.URL.Path))
 		}
 	}
 }
@@ -148,10 +137,10 @@ func (h *Handler) proxyFailed(w http.ResponseWriter, r *http.Request, room strin
 	if errors.As(err, &herr) && herr.StatusCode != 0 {
 		status = herr.StatusCode
 	}
-	h.logger.Warn("no LiveKit node answered", logged("room", room), logged("path", r.URL.Path),
+	h.logger.Warn("no LiveKit node answered", cluster.Field("room", room), cluster.Field("path", r.URL.Path),
 		zap.Int("status", status), zap.Error(err))
 	w.Header().Set("Retry-After", "1")
-	return WriteJSONError(w, status, "no LiveKit node answered")
+	return reply.Error(w, status, "no LiveKit node answered")
 }
 
 // maxResends bounds how often one request follows its room to a new node.
@@ -159,35 +148,40 @@ const maxResends = 2
 
 // route chooses the node for the request and binds a new session to it, or
 // answers the client itself (503) and returns a nil session.
-func (h *Handler) route(w http.ResponseWriter, r *http.Request, room string, verified bool) (*session, error) {
+func (h *Handler) route(w http.ResponseWriter, r *http.Request, room string, verified bool) (*cluster.Session, error) {
 	// Route bounds its own Redis wait by redis_timeout
-	find := h.registry.Route
+	find := h.cluster.Route
 	if !verified {
-		find = h.registry.RouteUnverified
+		find = h.cluster.RouteUnverified
 	}
 	node, outcome, err := find(r.Context(), room)
 	if err != nil {
-		msg, o := ErrNoNode.Error(), outcomeNoNode
-		if errors.Is(err, ErrRedis) || errors.Is(err, context.DeadlineExceeded) {
-			msg, o = "cannot route: "+ErrRedis.Error(), outcomeRedisError
-		}
-		countRoute(o)
+		msg := refusal(err)
 		if c := h.logger.Check(zapcore.DebugLevel, "no route"); c != nil {
-			c.Write(logged("room", room), zap.Error(err))
+			c.Write(cluster.Field("room", room), zap.Error(err))
 		}
 		w.Header().Set("Retry-After", "1")
-		return nil, WriteJSONError(w, http.StatusServiceUnavailable, msg)
+		return nil, reply.Error(w, http.StatusServiceUnavailable, msg)
 	}
-	countRoute(outcome)
 	if c := h.logger.Check(zapcore.DebugLevel, "route"); c != nil {
-		c.Write(logged("room", room), zap.String("node", node.ID), zap.String("dial", node.Dial), zap.String("outcome", string(outcome)))
+		c.Write(cluster.Field("room", room), zap.String("node", node.ID), zap.String("dial", node.Dial), zap.String("outcome", string(outcome)))
 	}
-	s := newSession(r.Context())
-	setRoute(r, &route{registry: h.registry, room: room, node: node, session: s, unverified: !verified})
-	s.bind(node)
-	caddyhttp.SetVar(r.Context(), "livekit.node", node.ID)
-	caddyhttp.SetVar(r.Context(), "livekit.outcome", string(outcome))
+	s := cluster.NewSession(r.Context())
+	rt := &route{cluster: h.cluster, room: room, session: s, unverified: !verified}
+	setRoute(r, rt)
+	rt.use(r, node, outcome)
 	return s, nil
+}
+
+// refusal counts a request no node can take and says why: the cluster's
+// errors are ErrRedis or ErrNoNode (see cluster.Cluster.Route).
+func refusal(err error) string {
+	if errors.Is(err, cluster.ErrRedis) {
+		countRoute(cluster.OutcomeRedisError)
+		return "cannot route: " + cluster.ErrRedis.Error()
+	}
+	countRoute(cluster.OutcomeNoNode)
+	return cluster.ErrNoNode.Error()
 }
 
 // resendable: a request that may go to a second node after the first died

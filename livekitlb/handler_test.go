@@ -11,8 +11,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
+
+	"github.com/livekit-lb/caddy-livekit/cluster"
+	"github.com/livekit-lb/caddy-livekit/cluster/clustertest"
 )
 
 // serve runs h on a request with Caddy's vars in the context and returns the
@@ -34,8 +36,8 @@ func serve(t *testing.T, h *Handler, req *http.Request) (*httptest.ResponseRecor
 	return w, rt
 }
 
-func testHandler(t *testing.T, r *Registry, verify bool) *Handler {
-	h := &Handler{registry: r, logger: zap.NewNop(), verifyOff: !verify}
+func testHandler(t *testing.T, r *cluster.Cluster, verify bool) *Handler {
+	h := &Handler{cluster: r, logger: zap.NewNop(), verifyOff: !verify}
 	if verify {
 		h.apiKey, h.apiSecret = testKey, testSecret
 	}
@@ -56,7 +58,7 @@ func jsonError(t *testing.T, w *httptest.ResponseRecorder) string {
 
 func TestHandlerRoutesByTokenRoom(t *testing.T) {
 	f, r := twoNodes(t)
-	f.rooms["standup"] = "ND_b"
+	f.Placements["standup"] = "ND_b"
 	for _, verify := range []bool{false, true} {
 		req := httptest.NewRequest("GET", "/rtc?access_token="+mint(t, testKey, testSecret, "standup", time.Hour), nil)
 		w, rt := serve(t, testHandler(t, r, verify), req)
@@ -104,7 +106,7 @@ func TestHandlerMalformedTokenWithoutVerification(t *testing.T) {
 
 func TestHandlerAnswers503WhenNothingCanDecide(t *testing.T) {
 	f, r := twoNodes(t)
-	f.setErr(errDown)
+	f.SetErr(clustertest.ErrDown)
 	req := httptest.NewRequest("GET", "/rtc?access_token="+mint(t, testKey, testSecret, "unknown", time.Hour), nil)
 	w, rt := serve(t, testHandler(t, r, false), req)
 	if w.Code != http.StatusServiceUnavailable || rt != nil || w.Header().Get("Retry-After") == "" {
@@ -114,7 +116,7 @@ func TestHandlerAnswers503WhenNothingCanDecide(t *testing.T) {
 		t.Fatalf("error %q does not name Redis", msg)
 	}
 
-	empty := newTestRegistry(t, newFakeStore(), testSettings())
+	empty := testCluster(t, clustertest.NewStore(), noProbes(), zap.NewNop())
 	w, _ = serve(t, testHandler(t, empty, false), httptest.NewRequest("GET", "/twirp/livekit.RoomService/ListRooms", nil))
 	if w.Code != http.StatusServiceUnavailable || !strings.Contains(jsonError(t, w), "no routable") {
 		t.Fatalf("no nodes: status %d body %s", w.Code, w.Body)
@@ -122,10 +124,10 @@ func TestHandlerAnswers503WhenNothingCanDecide(t *testing.T) {
 }
 
 // A failed dial makes reverse_proxy call ResetCache before its retry: the
-// node is reported and the room re-placed, and the policy follows.
+// node is reported and the room re-placed, and the source yields the new node.
 func TestRetryAfterFailedDialMovesRoom(t *testing.T) {
 	f, r := twoNodes(t)
-	f.rooms["r"] = "ND_a"
+	f.Placements["r"] = "ND_a"
 	req := httptest.NewRequest("GET", "/rtc?access_token="+mint(t, testKey, testSecret, "r", time.Hour), nil)
 	_, rt := serve(t, testHandler(t, r, true), req)
 	req = req.WithContext(context.WithValue(req.Context(), caddyhttp.VarsCtxKey, map[string]any{routeVar: rt}))
@@ -133,21 +135,20 @@ func TestRetryAfterFailedDialMovesRoom(t *testing.T) {
 	if err := (Upstreams{}).ResetCache(req); err != nil {
 		t.Fatal(err)
 	}
-	if rt.node.ID != "ND_b" || f.room("r") != "ND_b" {
-		t.Fatalf("after retry: node %s, map %s", rt.node.ID, f.room("r"))
+	if rt.node.ID != "ND_b" || f.Room("r") != "ND_b" {
+		t.Fatalf("after retry: node %s, map %s", rt.node.ID, f.Room("r"))
 	}
-	pool := reverseproxy.UpstreamPool{{Dial: "10.0.0.1:7880", Host: new(reverseproxy.Host)}, {Dial: "10.0.0.2:7880", Host: new(reverseproxy.Host)}}
-	if up := (Policy{}).Select(pool, req, nil); up == nil || up.Dial != "10.0.0.2:7880" {
-		t.Fatalf("policy selected %v", up)
+	if ups, err := (Upstreams{}).GetUpstreams(req); err != nil || len(ups) != 1 || ups[0].Dial != "10.0.0.2:7880" {
+		t.Fatalf("upstreams after the retry: %v %v", ups, err)
 	}
 }
 
 func TestHandlerProvisionValidation(t *testing.T) {
 	for name, h := range map[string]Handler{
 		"no redis":      {},
-		"bad measure":   {Cluster: Cluster{Redis: RedisConfig{Address: "127.0.0.1:1"}, LoadMeasure: "x"}},
-		"bad network":   {Cluster: Cluster{Redis: RedisConfig{Address: "127.0.0.1:1"}, AllowNetworks: []string{"nope"}}},
-		"bad node port": {Cluster: Cluster{Redis: RedisConfig{Address: "127.0.0.1:1"}, NodePort: 70000}},
+		"bad measure":   {Cluster: Cluster{Redis: cluster.RedisConfig{Address: "127.0.0.1:1"}, LoadMeasure: "x"}},
+		"bad network":   {Cluster: Cluster{Redis: cluster.RedisConfig{Address: "127.0.0.1:1"}, AllowNetworks: []string{"nope"}}},
+		"bad node port": {Cluster: Cluster{Redis: cluster.RedisConfig{Address: "127.0.0.1:1"}, NodePort: 70000}},
 	} {
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 		if err := h.Provision(ctx); err == nil {
@@ -156,7 +157,7 @@ func TestHandlerProvisionValidation(t *testing.T) {
 		}
 		cancel()
 	}
-	h := Handler{Cluster: Cluster{Redis: RedisConfig{Address: "127.0.0.1:1"}}, APIKey: "k"}
+	h := Handler{Cluster: Cluster{Redis: cluster.RedisConfig{Address: "127.0.0.1:1"}}, APIKey: "k"}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	if err := h.Provision(ctx); err != nil {

@@ -9,40 +9,41 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/livekit-lb/caddy-livekit/cluster"
 )
 
 func TestMetricsFollowRouting(t *testing.T) {
-	f, r := twoNodes(t)
-	r.store = timedStore{f}
-	routes := func(o Outcome) float64 { return testutil.ToFloat64(metrics.routes.WithLabelValues(string(o))) }
-	placed, cached := routes(OutcomePlaced), routes(OutcomeCached)
+	_, r := twoNodes(t)
+	routes := func(o cluster.Outcome) float64 { return testutil.ToFloat64(metrics.routes.WithLabelValues(string(o))) }
+	placed, cached := routes(cluster.OutcomePlaced), routes(cluster.OutcomeCached)
 	lookups := testutil.CollectAndCount(metrics.redisLatency)
 
 	h := testHandler(t, r, true)
 	for range 3 {
 		serve(t, h, httptest.NewRequest("GET", "/rtc?access_token="+mint(t, testKey, testSecret, "m1", time.Hour), nil))
 	}
-	if d := routes(OutcomePlaced) - placed; d != 1 {
+	if d := routes(cluster.OutcomePlaced) - placed; d != 1 {
 		t.Errorf("placed += %v, want 1", d)
 	}
-	if d := routes(OutcomeCached) - cached; d != 2 {
+	if d := routes(cluster.OutcomeCached) - cached; d != 2 {
 		t.Errorf("cached += %v, want 2", d)
 	}
 	if testutil.CollectAndCount(metrics.redisLatency) < lookups || testutil.ToFloat64(metrics.nodeRoutable.WithLabelValues("ND_a")) != 1 {
 		t.Errorf("redis latency or node gauges not recorded")
 	}
-	bad := routes(outcomeBadToken)
+	bad := routes(cluster.OutcomeBadToken)
 	serve(t, h, httptest.NewRequest("GET", "/rtc?access_token=garbage", nil))
-	if routes(outcomeBadToken)-bad != 1 {
+	if routes(cluster.OutcomeBadToken)-bad != 1 {
 		t.Error("bad token not counted")
 	}
 
 	down := testutil.ToFloat64(metrics.transitions.WithLabelValues("down"))
-	r.ReportFailure(r.snap.Load().byID["ND_a"], "")
+	r.Failed(node(r, "ND_a"), "")
 	if testutil.ToFloat64(metrics.transitions.WithLabelValues("down"))-down != 1 {
 		t.Error("down transition not counted")
 	}
-	r.refresh(context.Background())
+	r.Refresh(context.Background())
 	if testutil.ToFloat64(metrics.nodeRoutable.WithLabelValues("ND_a")) != 0 {
 		t.Error("node_routable still 1 for a node the proxy failed to reach")
 	}
@@ -51,14 +52,14 @@ func TestMetricsFollowRouting(t *testing.T) {
 func TestAdminAPI(t *testing.T) {
 	f, r := twoNodes(t)
 	for i := range 5 {
-		f.rooms[string(rune('a'+i))] = []string{"ND_a", "ND_b"}[i%2]
+		f.Placements[string(rune('a'+i))] = []string{"ND_a", "ND_b"}[i%2]
 	}
-	// the admin API lists the registries in the pool
+	// the admin API lists the clusters in the pool
 	key := "admin-test"
-	if _, _, err := registries.LoadOrNew(key, func() (caddy.Destructor, error) { return r, nil }); err != nil {
+	if _, _, err := clusters.LoadOrNew(key, func() (caddy.Destructor, error) { return pooled{r}, nil }); err != nil {
 		t.Fatal(err)
 	}
-	defer registries.Delete(key)
+	defer clusters.Delete(key)
 
 	rec := httptest.NewRecorder()
 	if err := (AdminAPI{}).nodes(rec, httptest.NewRequest("GET", "/livekit/nodes", nil)); err != nil {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/livekit-lb/caddy-livekit/cluster"
 )
 
 // fakeNodes stands in for reverse_proxy and the nodes behind it: a node
@@ -76,75 +78,53 @@ func serveAsync(h *Handler, req *http.Request, next caddyhttp.Handler) <-chan *h
 	return done
 }
 
-// declareDead makes the probes declare n dead, as two failed probes do.
-func declareDead(r *Registry, id string) {
-	n := r.snap.Load().byID[id]
-	r.probed(n, context.DeadlineExceeded)
-	r.probed(n, context.DeadlineExceeded)
-}
-
-func waitSessions(t *testing.T, r *Registry, id string, want int) {
-	t.Helper()
-	n := r.snap.Load().byID[id]
-	for deadline := time.Now().Add(5 * time.Second); n.health.sessions.count() != want; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s has %d sessions, want %d", id, n.health.sessions.count(), want)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // A join sent to a node that then goes silent is sent again, inside the
 // same request, to the room's new node: the client sees one 101.
 func TestJoinInFlightFollowsRoomToNewNode(t *testing.T) {
-	f, r := twoNodes(t)
-	r.prober = newProber(time.Hour, time.Second)
-	f.rooms["standup"] = "ND_a"
+	f, r := twoProbedNodes(t)
+	f.Placements["standup"] = "ND_a"
 	nodes := newFakeNodes("ND_a")
 	defer close(nodes.closed)
 	req := httptest.NewRequest("GET", "/rtc?access_token="+mint(t, testKey, testSecret, "standup", time.Hour), nil)
 	req.Header.Set("Sec-WebSocket-Key", "k")
-	done := serveAsync(testHandler(t, r, true), req, nodes)
+	done := serveAsync(testHandler(t, r.Cluster, true), req, nodes)
 
-	waitSessions(t, r, "ND_a", 1)
-	declareDead(r, "ND_a")
+	waitSessions(t, r.Cluster, "ND_a", 1)
+	r.kill(t, "ND_a")
 	if id := <-nodes.open; id != "ND_b" {
 		t.Fatalf("resent to %s", id)
 	}
 	if got := nodes.callList(); len(got) != 2 || got[0] != "ND_a" || got[1] != "ND_b" {
 		t.Fatalf("calls %v, want ND_a then ND_b", got)
 	}
-	if f.room("standup") != "ND_b" {
-		t.Fatalf("room_node_map[standup] = %s after its node died", f.room("standup"))
+	if f.Room("standup") != "ND_b" {
+		t.Fatalf("room_node_map[standup] = %s after its node died", f.Room("standup"))
 	}
-	waitSessions(t, r, "ND_b", 1)
+	waitSessions(t, r.Cluster, "ND_b", 1)
 	nodes.closed <- struct{}{}
 	w := <-done
 	if w.Code != http.StatusSwitchingProtocols || w.Header().Get("Test-Error") != "" {
 		t.Fatalf("client saw %d %q", w.Code, w.Header().Get("Test-Error"))
 	}
-	waitSessions(t, r, "ND_b", 0)
+	waitSessions(t, r.Cluster, "ND_b", 0)
 }
 
 // An open WebSocket to a node declared dead is closed at once (so the SDK
 // reconnects) and is not sent anywhere else; a session of another node
-// stays.
+// stays. (One slow probe is no death: cluster's TestOneFailedProbeEndsNoSession.)
 func TestDeadNodeClosesItsOpenSessions(t *testing.T) {
-	f, r := twoNodes(t)
-	r.prober = newProber(time.Hour, time.Second)
-	f.rooms["on-a"], f.rooms["on-b"] = "ND_a", "ND_b"
+	f, r := twoProbedNodes(t)
+	f.Placements["on-a"], f.Placements["on-b"] = "ND_a", "ND_b"
 	nodes := newFakeNodes()
 	join := func(room string) <-chan *httptest.ResponseRecorder {
 		req := httptest.NewRequest("GET", "/rtc?access_token="+mint(t, testKey, testSecret, room, time.Hour), nil)
-		return serveAsync(testHandler(t, r, true), req, nodes)
+		return serveAsync(testHandler(t, r.Cluster, true), req, nodes)
 	}
 	onA, onB := join("on-a"), join("on-b")
 	<-nodes.open
 	<-nodes.open
 
-	r.probed(r.snap.Load().byID["ND_a"], context.DeadlineExceeded)
-	waitSessions(t, r, "ND_a", 1) // one slow probe is not a death
-	declareDead(r, "ND_a")
+	r.kill(t, "ND_a")
 	select {
 	case w := <-onA:
 		if w.Code != http.StatusSwitchingProtocols {
@@ -156,7 +136,7 @@ func TestDeadNodeClosesItsOpenSessions(t *testing.T) {
 	if got := nodes.callList(); len(got) != 2 {
 		t.Fatalf("calls %v: an established session was sent again", got)
 	}
-	waitSessions(t, r, "ND_b", 1)
+	waitSessions(t, r.Cluster, "ND_b", 1)
 	close(nodes.closed)
 	<-onB
 }
@@ -168,24 +148,26 @@ func TestFailedDialEndsSessionsOnlyWithoutProbes(t *testing.T) {
 	for _, probes := range []bool{true, false} {
 		f, r := twoNodes(t)
 		if probes {
-			r.prober = newProber(time.Hour, time.Second)
+			var p *probedNodes
+			f, p = twoProbedNodes(t)
+			r = p.Cluster
 		}
-		f.rooms["kept"] = "ND_a"
+		f.Placements["kept"] = "ND_a"
 		nodes := newFakeNodes()
 		req := httptest.NewRequest("GET", "/rtc?access_token="+mint(t, testKey, testSecret, "kept", time.Hour), nil)
 		done := serveAsync(testHandler(t, r, true), req, nodes)
 		<-nodes.open
 
 		// another request's dial to ND_a failed: reverse_proxy calls ResetCache
-		other := &route{registry: r, room: "moved", node: r.snap.Load().byID["ND_a"], session: newSession(context.Background())}
-		other.session.bind(other.node)
+		other := &route{cluster: r, room: "moved", node: node(r, "ND_a"), session: cluster.NewSession(context.Background())}
+		other.session.Bind(other.node)
 		vars := map[string]any{routeVar: other}
 		oreq := httptest.NewRequest("GET", "/rtc", nil)
 		oreq = oreq.WithContext(context.WithValue(oreq.Context(), caddyhttp.VarsCtxKey, vars))
 		if err := (Upstreams{}).ResetCache(oreq); err != nil {
 			t.Fatal(err)
 		}
-		if other.node == nil || other.node.ID != "ND_b" || other.session.ctx.Err() != nil {
+		if other.node == nil || other.node.ID != "ND_b" || other.session.Context().Err() != nil {
 			t.Fatalf("probes %v: the retried request was not moved intact to ND_b: %+v", probes, other)
 		}
 		select {
@@ -200,23 +182,22 @@ func TestFailedDialEndsSessionsOnlyWithoutProbes(t *testing.T) {
 			close(nodes.closed)
 			<-done
 		}
-		other.session.release()
+		other.session.Release()
 	}
 }
 
 // A POST in flight (WHIP, the server API) may have been acted on: it is not
 // sent again, the client gets a 502 at once.
 func TestPostInFlightIsNotResent(t *testing.T) {
-	f, r := twoNodes(t)
-	r.prober = newProber(time.Hour, time.Second)
-	f.rooms["w"] = "ND_a"
+	f, r := twoProbedNodes(t)
+	f.Placements["w"] = "ND_a"
 	nodes := newFakeNodes("ND_a")
 	req := httptest.NewRequest("POST", "/whip/v1", http.NoBody)
 	req.Header.Set("Authorization", "Bearer "+mint(t, testKey, testSecret, "w", time.Hour))
 	req.ContentLength = 120 // an SDP offer
-	done := serveAsync(testHandler(t, r, true), req, nodes)
-	waitSessions(t, r, "ND_a", 1)
-	declareDead(r, "ND_a")
+	done := serveAsync(testHandler(t, r.Cluster, true), req, nodes)
+	waitSessions(t, r.Cluster, "ND_a", 1)
+	r.kill(t, "ND_a")
 	w := <-done
 	if w.Code != http.StatusBadGateway {
 		t.Fatalf("status %d", w.Code)

@@ -1,13 +1,14 @@
 package livekitlb
 
 import (
-	"context"
 	"errors"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/livekit-lb/caddy-livekit/cluster"
 )
 
 func init() {
@@ -15,12 +16,12 @@ func init() {
 }
 
 // route is the livekit_lb handler's decision for one request, kept in the
-// request's vars for the upstream source and the selection policy.
+// request's vars for the upstream source.
 type route struct {
-	registry *Registry
-	room     string
-	node     *Node // nil once every node failed
-	session  *session
+	cluster *cluster.Cluster
+	room    string
+	node    *cluster.Node // nil once every node failed
+	session *cluster.Session
 	// unverified: the room comes from a token nobody checked (verify off)
 	unverified bool
 }
@@ -34,10 +35,19 @@ func routeFrom(r *http.Request) *route {
 	return rt
 }
 
+// use makes node the request's node: counted, bound to the session (its
+// death ends the request) and shown in the livekit.* vars for logs.
+func (rt *route) use(r *http.Request, node *cluster.Node, outcome cluster.Outcome) {
+	rt.node = node
+	countRoute(outcome)
+	rt.session.Bind(node)
+	caddyhttp.SetVar(r.Context(), "livekit.node", node.ID)
+	caddyhttp.SetVar(r.Context(), "livekit.outcome", string(outcome))
+}
+
 // Upstreams is a dynamic upstream source that yields the node the
 // livekit_lb handler chose for the request. On a retry (the node could not
-// be reached) it reports the failure and asks the registry again, which
-// takes the node out of rotation and re-places the room.
+// be reached) the cluster takes the node out of rotation and routes again.
 type Upstreams struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -63,33 +73,24 @@ func (Upstreams) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, error)
 	return []*reverseproxy.Upstream{{Dial: rt.node.Dial}}, nil
 }
 
-// ResetCache is called by reverse_proxy before a retry: the node chosen for
-// this request failed, so report it and route again.
+// ResetCache is called by reverse_proxy before a retry: the request's
+// decision is stale, since its node could not be reached. It reports the
+// failure and takes the cluster's new decision (Cluster.Reroute, where
+// placement lives, moves the room); with none left, GetUpstreams yields
+// nothing and Caddy answers 503.
 func (Upstreams) ResetCache(r *http.Request) error {
 	rt := routeFrom(r)
 	if rt == nil {
 		return errNoRoute
 	}
-	// the request moves: the failed node's end must not cancel it
-	rt.session.unbind()
-	rt.registry.ReportFailure(rt.node, rt.room)
-	ctx, cancel := context.WithTimeout(r.Context(), rt.registry.settings.redisTimeout)
-	defer cancel()
-	find := rt.registry.Route
-	if rt.unverified {
-		find = rt.registry.RouteUnverified
-	}
-	node, outcome, err := find(ctx, rt.room)
-	rt.node = node
+	rt.session.Unbind() // the request moves: the failed node's end must not cancel it
+	node, outcome, err := rt.cluster.Reroute(r.Context(), rt.room, rt.node, !rt.unverified)
 	if err != nil {
 		rt.node = nil
-		countRoute(outcomeNoNode)
-		return nil // nothing left: the policy selects nothing and Caddy answers 503
+		countRoute(cluster.OutcomeNoNode)
+		return nil
 	}
-	countRoute(outcome)
-	rt.session.bind(node)
-	caddyhttp.SetVar(r.Context(), "livekit.node", node.ID)
-	caddyhttp.SetVar(r.Context(), "livekit.outcome", string(outcome))
+	rt.use(r, node, outcome)
 	return nil
 }
 

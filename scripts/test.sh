@@ -20,11 +20,11 @@ go vet ./...
 (cd integration && go mod download && go vet ./...)
 
 step "unit and golden tests (race detector on the concurrent packages)"
-go test -count=1 -race ./livekitlb/ ./tokenhandler/
+go test -count=1 -race ./cluster/... ./livekitlb/ ./tokenhandler/
 go test -count=1 . ./livekitcmd/
 
 step "benchmarks (smoke: one short pass each)"
-go test -run '^$' -bench . -benchtime 2000x ./livekitlb/ ./tokenhandler/
+go test -run '^$' -bench . -benchtime 2000x ./cluster/ ./livekitlb/ ./tokenhandler/
 
 step "integration tests (real redis-server, livekit-server, Caddy, server-sdk-go clients)"
 # the tests run in a private network namespace without the module proxy:

@@ -14,7 +14,7 @@ import (
 	"github.com/livekit/protocol/auth"
 	"go.uber.org/zap"
 
-	"github.com/livekit-lb/caddy-livekit/livekitlb"
+	"github.com/livekit-lb/caddy-livekit/cluster"
 )
 
 // createAttempts: a node that fails to answer CreateRoom is reported and
@@ -24,20 +24,16 @@ const createAttempts = 2
 // createRoom places the room (the same placement and atomic write as
 // livekit_lb) and creates it on that node, so it exists when the client
 // joins and the join lands there. On failure nothing stays written.
-func (h *Handler) createRoom(ctx context.Context, room string) (*livekitlb.Node, *httpError) {
-	if !h.placer.Loaded() {
-		wctx, cancel := context.WithTimeout(ctx, time.Second)
-		h.placer.WaitLoaded(wctx)
-		cancel()
-	}
+func (h *Handler) createRoom(ctx context.Context, room string) (*cluster.Node, *httpError) {
+	h.placer.Ready(ctx)
 	var lastErr error
 	for range createAttempts {
 		node, outcome, err := h.placer.Route(ctx, room)
 		if err != nil {
-			if errors.Is(err, livekitlb.ErrRedis) {
-				return nil, refuse(http.StatusServiceUnavailable, "cannot place the room: %s", livekitlb.ErrRedis)
+			if errors.Is(err, cluster.ErrRedis) {
+				return nil, refuse(http.StatusServiceUnavailable, "cannot place the room: %s", cluster.ErrRedis)
 			}
-			return nil, refuse(http.StatusServiceUnavailable, "cannot place the room: %s", livekitlb.ErrNoNode)
+			return nil, refuse(http.StatusServiceUnavailable, "cannot place the room: %s", cluster.ErrNoNode)
 		}
 		if h.created.has(room, node.ID) {
 			return node, nil
@@ -49,7 +45,7 @@ func (h *Handler) createRoom(ctx context.Context, room string) (*livekitlb.Node,
 		}
 		lastErr = err
 		h.logger.Warn("CreateRoom failed", zap.String("room", room), zap.String("node", node.ID), zap.Error(err))
-		if outcome == livekitlb.OutcomePlaced || outcome == livekitlb.OutcomeReplaced {
+		if outcome == cluster.OutcomePlaced || outcome == cluster.OutcomeReplaced {
 			if uerr := h.placer.Unplace(context.WithoutCancel(ctx), room, node.ID); uerr != nil {
 				h.logger.Warn("could not undo placement", zap.String("room", room), zap.Error(uerr))
 			}
@@ -58,7 +54,7 @@ func (h *Handler) createRoom(ctx context.Context, room string) (*livekitlb.Node,
 		if errors.As(err, &nerr) && nerr.status > 0 {
 			break // the node answered: LiveKit refused, another node would too
 		}
-		h.placer.ReportFailure(node, room)
+		h.placer.Failed(node, room)
 	}
 	var nerr *nodeError
 	if errors.As(lastErr, &nerr) && nerr.status >= 400 && nerr.status < 500 {
@@ -78,7 +74,7 @@ func (e *nodeError) Error() string { return fmt.Sprintf("status %d: %s", e.statu
 
 // twirpCreateRoom calls LiveKit's RoomService.CreateRoom on node (Twirp,
 // JSON) with a short-lived roomCreate token.
-func (h *Handler) twirpCreateRoom(ctx context.Context, node *livekitlb.Node, room string) error {
+func (h *Handler) twirpCreateRoom(ctx context.Context, node *cluster.Node, room string) error {
 	tok, err := auth.NewAccessToken(h.apiKey, h.apiSecret).
 		SetVideoGrant(&auth.VideoGrant{RoomCreate: true, Room: room}).
 		SetValidFor(time.Minute).ToJWT()

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +17,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/livekit-lb/caddy-livekit/cluster"
+	"github.com/livekit-lb/caddy-livekit/internal/reply"
 	"github.com/livekit-lb/caddy-livekit/livekitlb"
 )
 
@@ -77,12 +78,12 @@ type Handler struct {
 	logger  *zap.Logger
 }
 
-// placer is the part of livekitlb.Registry the handler uses.
+// placer is the part of cluster.Cluster the handler uses: the same calls
+// livekit_lb makes, so a room is placed one way whichever module asks.
 type placer interface {
-	Loaded() bool
-	WaitLoaded(context.Context)
-	Route(ctx context.Context, room string) (*livekitlb.Node, livekitlb.Outcome, error)
-	ReportFailure(n *livekitlb.Node, room string)
+	Ready(context.Context)
+	Route(ctx context.Context, room string) (*cluster.Node, cluster.Outcome, error)
+	Failed(n *cluster.Node, room string)
 	Unplace(ctx context.Context, room, nodeID string) error
 }
 
@@ -110,7 +111,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.client = &http.Client{Timeout: 5 * time.Second}
 	h.created = new(createdRooms)
-	if err := livekitlb.RegisterMetrics(ctx); err != nil {
+	if err := registerMetrics(ctx); err != nil {
 		return err
 	}
 	reg, release, err := h.Cluster.Provision(ctx)
@@ -140,9 +141,9 @@ func (h *Handler) Validate() error {
 	switch {
 	case h.apiKey == "" || h.apiSecret == "":
 		return errors.New("livekit_token: api_key and api_secret are required (is the {env.*} variable set?)")
-	case len(h.apiSecret) < minSecret:
-		return errors.New("livekit_token: api_secret must be at least 32 characters, as LiveKit requires")
-	case h.authKey != "" && len(h.authKey) < minSecret:
+	case len(h.apiSecret) < cluster.MinSecret:
+		return cluster.CheckSecret("livekit_token: api_secret", h.apiSecret)
+	case h.authKey != "" && len(h.authKey) < cluster.MinSecret:
 		return errors.New("livekit_token: auth_key must be at least 32 characters (openssl rand -hex 24)")
 	case h.MaxTTL < caddy.Duration(time.Second):
 		return errors.New("livekit_token: max_ttl must be at least 1s")
@@ -197,15 +198,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if c := h.logger.Check(zapcore.DebugLevel, "room ready"); c != nil {
 		c.Write(zap.String("room", req.RoomName), zap.String("node", node.ID), zap.String("remote", r.RemoteAddr))
 	}
-	livekitlb.CountCreateRoom("200")
+	countCreateRoom(http.StatusOK)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	return json.NewEncoder(w).Encode(createResponse{RoomName: req.RoomName, Token: token, URL: url, ServerURL: url})
 }
-
-// minSecret is LiveKit's minimum length of an API secret; a bearer key
-// guards as much.
-const minSecret = 32
 
 // caller authenticates the request and returns the user it names ("" for
 // the bearer key or anonymous callers): a user that Caddy's authentication
@@ -283,10 +280,10 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, e *httpError, roo
 	if e.status >= 500 {
 		lvl = h.logger.Warn
 	}
-	livekitlb.CountCreateRoom(strconv.Itoa(e.status))
+	countCreateRoom(e.status)
 	lvl("create-room refused", zap.Int("status", e.status), zap.String("reason", e.msg),
 		zap.String("room", room), zap.String("remote", r.RemoteAddr))
-	return livekitlb.WriteJSONError(w, e.status, e.msg)
+	return reply.Error(w, e.status, e.msg)
 }
 
 // Interface guards

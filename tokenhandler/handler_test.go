@@ -18,7 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/livekit-lb/caddy-livekit/livekitlb"
+	"github.com/livekit-lb/caddy-livekit/cluster"
 )
 
 const (
@@ -56,7 +56,7 @@ func (f *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // fakePlacer hands out nodes in order and records what happened.
 type fakePlacer struct {
-	nodes     []*livekitlb.Node
+	nodes     []*cluster.Node
 	err       error
 	next      int
 	failed    []string
@@ -64,18 +64,17 @@ type fakePlacer struct {
 	lastRoute string
 }
 
-func (p *fakePlacer) Loaded() bool               { return true }
-func (p *fakePlacer) WaitLoaded(context.Context) {}
-func (p *fakePlacer) Route(_ context.Context, room string) (*livekitlb.Node, livekitlb.Outcome, error) {
+func (p *fakePlacer) Ready(context.Context) {}
+func (p *fakePlacer) Route(_ context.Context, room string) (*cluster.Node, cluster.Outcome, error) {
 	p.lastRoute = room
 	if p.err != nil {
 		return nil, "", p.err
 	}
 	n := p.nodes[p.next%len(p.nodes)]
 	p.next++
-	return n, livekitlb.OutcomePlaced, nil
+	return n, cluster.OutcomePlaced, nil
 }
-func (p *fakePlacer) ReportFailure(n *livekitlb.Node, _ string) { p.failed = append(p.failed, n.ID) }
+func (p *fakePlacer) Failed(n *cluster.Node, _ string) { p.failed = append(p.failed, n.ID) }
 func (p *fakePlacer) Unplace(_ context.Context, room, id string) error {
 	p.unplaced = append(p.unplaced, room+"@"+id)
 	return nil
@@ -93,7 +92,7 @@ func newFixture(t testing.TB) *fixture {
 	srv := httptest.NewServer(node)
 	t.Cleanup(srv.Close)
 	core, logs := observer.New(zap.DebugLevel)
-	placer := &fakePlacer{nodes: []*livekitlb.Node{{ID: "ND_1", Dial: strings.TrimPrefix(srv.URL, "http://")}}}
+	placer := &fakePlacer{nodes: []*cluster.Node{{ID: "ND_1", Dial: strings.TrimPrefix(srv.URL, "http://")}}}
 	h := &Handler{
 		APIKey: key, APISecret: secret, AuthKey: authKey,
 		TTL: caddy.Duration(time.Hour), MaxTTL: caddy.Duration(24 * time.Hour), MaxBodyBytes: 64 << 10,
@@ -323,7 +322,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestNoNodeOrRedisDown(t *testing.T) {
-	for err, want := range map[error]string{livekitlb.ErrNoNode: "no routable", livekitlb.ErrRedis: "Redis"} {
+	for err, want := range map[error]string{cluster.ErrNoNode: "no routable", cluster.ErrRedis: "Redis"} {
 		f := newFixture(t)
 		f.placer.err = err
 		w := f.do(t, "POST", `{"room_name":"r","user_name":"u"}`, nil)
@@ -335,8 +334,8 @@ func TestNoNodeOrRedisDown(t *testing.T) {
 
 func TestNodeFailureUndoesPlacement(t *testing.T) {
 	f := newFixture(t)
-	dead := &livekitlb.Node{ID: "ND_dead", Dial: "127.0.0.1:1"}
-	f.placer.nodes = append([]*livekitlb.Node{dead}, f.placer.nodes...)
+	dead := &cluster.Node{ID: "ND_dead", Dial: "127.0.0.1:1"}
+	f.placer.nodes = append([]*cluster.Node{dead}, f.placer.nodes...)
 	w := f.do(t, "POST", `{"room_name":"r","user_name":"u"}`, nil)
 	if w.Code != 200 {
 		t.Fatalf("status %d %s", w.Code, w.Body)
@@ -355,7 +354,7 @@ func TestNodeFailureUndoesPlacement(t *testing.T) {
 
 	// every node down: 502, nothing left placed
 	f = newFixture(t)
-	f.placer.nodes = []*livekitlb.Node{dead}
+	f.placer.nodes = []*cluster.Node{dead}
 	w = f.do(t, "POST", `{"room_name":"r","user_name":"u"}`, nil)
 	if w.Code != 502 || len(f.placer.unplaced) != createAttempts {
 		t.Fatalf("status %d unplaced %v", w.Code, f.placer.unplaced)

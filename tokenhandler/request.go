@@ -8,11 +8,12 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/livekit-lb/caddy-livekit/cluster"
 )
 
 // LiveKit's default limits (livekit-server pkg/config: max_room_name_length,
@@ -113,7 +114,7 @@ func parseRequest(body []byte) (*createRequest, *httpError) {
 		dst, known := fields[key]
 		switch {
 		case !known:
-			return nil, refuse(http.StatusBadRequest, "malformed JSON body: unknown field %s", quoteShort(key))
+			return nil, refuse(http.StatusBadRequest, "malformed JSON body: unknown field %s", cluster.Quote(key))
 		case seen[key]:
 			return nil, refuse(http.StatusBadRequest, "malformed JSON body: field %s given twice", key)
 		}
@@ -140,14 +141,6 @@ func orNotObject(err error) error {
 		return errors.New("not a JSON object")
 	}
 	return err
-}
-
-// quoteShort quotes a caller's string for an error message, cut to 64 bytes.
-func quoteShort(s string) string {
-	if len(s) > 64 {
-		s = s[:64] + "..."
-	}
-	return strconv.Quote(s)
 }
 
 // jsonProblem keeps the decoder's explanation without echoing the body.

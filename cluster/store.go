@@ -1,11 +1,10 @@
-package livekitlb
+package cluster
 
 import (
 	"context"
 	"errors"
 	"time"
 
-	"github.com/livekit/protocol/livekit"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -20,12 +19,18 @@ const (
 // its own node entry every 2 s, so a drain cannot be written there.
 const drainedKey = "caddy_livekit:drained"
 
-// store is everything the proxy reads from or writes to Redis; this file is
-// the only place that touches it, so tests swap in a fake.
-type store interface {
-	// Nodes returns every node registered in the `nodes` hash, and the
-	// entries it ignored (see decodeNode).
-	Nodes(ctx context.Context) ([]*livekit.Node, []BadNode, error)
+// deploymentsKey is the proxy's own key: per machine, the digest of the
+// configuration deploy.sh last started there, so that `verify` can tell
+// machines that run different settings.
+const deploymentsKey = "caddy_livekit:deployments"
+
+// Store is everything the proxy and its commands read from or write to
+// Redis: redisStore (this file and ops.go) is the only code that talks to
+// Redis, and tests swap in a fake (clustertest.Store).
+type Store interface {
+	// Nodes returns the `nodes` hash as it is: node id -> protobuf of
+	// livekit.Node (decodeNode reads it; anyone may have written it).
+	Nodes(ctx context.Context) (map[string]string, error)
 	// RoomNode returns the node id that room_node_map names for room, or "".
 	RoomNode(ctx context.Context, room string) (string, error)
 	// PlaceRoom writes room -> nodeID only if the room has no placement, and
@@ -50,8 +55,24 @@ type store interface {
 	Close() error
 }
 
+// OpsStore is what the operator commands need beyond routing: backups and
+// the deployment records (see ops.go).
+type OpsStore interface {
+	Store
+	// Keys calls f with every key matching pattern, its TTL (0: none) and
+	// its DUMP; keys that expire meanwhile are skipped.
+	Keys(ctx context.Context, pattern string, f func(Key) error) error
+	// PutKey writes a key back from its DUMP, replacing one of that name.
+	PutKey(ctx context.Context, k Key) error
+	// SetDeployment records machine's configuration digest.
+	SetDeployment(ctx context.Context, machine, record string) error
+	// Deployments returns every machine's record.
+	Deployments(ctx context.Context) (map[string]string, error)
+}
+
 type redisStore struct {
-	rc redis.UniversalClient
+	rc      redis.UniversalClient
+	cluster bool // Redis Cluster: no SCAN across masters
 }
 
 // replaceScript is a compare-and-set on one hash field: LiveKit places rooms
@@ -68,25 +89,12 @@ end
 return cur
 `)
 
-func (s redisStore) Nodes(ctx context.Context) ([]*livekit.Node, []BadNode, error) {
-	raw, err := s.rc.HGetAll(ctx, nodesKey).Result()
-	if err != nil {
-		return nil, nil, err
-	}
-	nodes := make([]*livekit.Node, 0, len(raw))
-	var bad []BadNode
-	for field, b := range raw {
-		n, err := decodeNode(field, []byte(b))
-		if err != nil {
-			bad = append(bad, BadNode{Field: shown(field), Reason: err.Error()})
-			continue
-		}
-		nodes = append(nodes, n)
-	}
-	return nodes, bad, nil
+func (s redisStore) Nodes(ctx context.Context) (map[string]string, error) {
+	return s.rc.HGetAll(ours(ctx), nodesKey).Result()
 }
 
 func (s redisStore) RoomNode(ctx context.Context, room string) (string, error) {
+	ctx = ours(ctx)
 	id, err := s.rc.HGet(ctx, roomNodeMapKey, room).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
@@ -106,10 +114,12 @@ return cur
 `)
 
 func (s redisStore) PlaceRoom(ctx context.Context, room, nodeID string) (string, error) {
+	ctx = ours(ctx)
 	return placeScript.Run(ctx, s.rc, []string{roomNodeMapKey}, room, nodeID).Text()
 }
 
 func (s redisStore) ReplaceRoom(ctx context.Context, room, oldID, newID string) (string, error) {
+	ctx = ours(ctx)
 	cur, err := replaceScript.Run(ctx, s.rc, []string{roomNodeMapKey}, room, oldID, newID).Text()
 	if err != nil {
 		return "", err
@@ -129,10 +139,12 @@ return 0
 `)
 
 func (s redisStore) UnplaceRoom(ctx context.Context, room, nodeID string) error {
+	ctx = ours(ctx)
 	return unplaceScript.Run(ctx, s.rc, []string{roomNodeMapKey}, room, nodeID).Err()
 }
 
 func (s redisStore) ScanRooms(ctx context.Context, cursor uint64, count int64) (map[string]string, uint64, error) {
+	ctx = ours(ctx)
 	kv, next, err := s.rc.HScan(ctx, roomNodeMapKey, cursor, "", count).Result()
 	if err != nil {
 		return nil, 0, err
@@ -145,10 +157,12 @@ func (s redisStore) ScanRooms(ctx context.Context, cursor uint64, count int64) (
 }
 
 func (s redisStore) Drained(ctx context.Context) (map[string]string, error) {
+	ctx = ours(ctx)
 	return s.rc.HGetAll(ctx, drainedKey).Result()
 }
 
 func (s redisStore) SetDrained(ctx context.Context, node string, on bool) error {
+	ctx = ours(ctx)
 	if on {
 		return s.rc.HSet(ctx, drainedKey, node, time.Now().UTC().Format(time.RFC3339)).Err()
 	}
@@ -156,6 +170,7 @@ func (s redisStore) SetDrained(ctx context.Context, node string, on bool) error 
 }
 
 func (s redisStore) ConfigGet(ctx context.Context, param string) (string, error) {
+	ctx = ours(ctx)
 	m, err := s.rc.ConfigGet(ctx, param).Result()
 	if err != nil {
 		return "", err
@@ -163,6 +178,6 @@ func (s redisStore) ConfigGet(ctx context.Context, param string) (string, error)
 	return m[param], nil
 }
 
-func (s redisStore) Ping(ctx context.Context) error { return s.rc.Ping(ctx).Err() }
+func (s redisStore) Ping(ctx context.Context) error { return s.rc.Ping(ours(ctx)).Err() }
 
 func (s redisStore) Close() error { return s.rc.Close() }

@@ -1,4 +1,4 @@
-package livekitlb
+package cluster
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // LiveKit answers GET / with 406 when it lost Redis: alive all the same. A
@@ -15,17 +17,17 @@ func TestProbeVerdicts(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotAcceptable)
 	}))
-	p := newProber(time.Hour, 500*time.Millisecond)
+	_, r := twoNodes(t)
+	p := newProber(Config{ProbeInterval: time.Hour, ProbeTimeout: 500 * time.Millisecond}, r.view.current, zap.NewNop(), NopObserver{})
 	dial := strings.TrimPrefix(srv.URL, "http://")
 	if err := p.probe(context.Background(), dial); err != nil {
 		t.Fatalf("406 counted as dead: %v", err)
 	}
 	srv.Close()
-	_, r := twoNodes(t)
-	r.prober = p
-	a := r.snap.Load().byID["ND_a"]
-	r.probed(a, p.probe(context.Background(), dial))
-	if a.routable(time.Now()) {
+	r.probes = p
+	a := r.view.current().byID["ND_a"]
+	r.probes.probed(a, p.probe(context.Background(), dial))
+	if a.Routable(time.Now()) {
 		t.Fatal("refused connection did not take the node out at once")
 	}
 

@@ -1,4 +1,4 @@
-package livekitlb
+package cluster
 
 import (
 	"context"
@@ -9,32 +9,13 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
+
+	"github.com/livekit-lb/caddy-livekit/cluster/clustertest"
 )
-
-const (
-	serving  = livekit.NodeState_SERVING
-	draining = livekit.NodeState_SHUTTING_DOWN
-)
-
-func twoNodes(t *testing.T) (*fakeStore, *Registry) {
-	f := newFakeStore()
-	f.setNode(lkNode("ND_a", "10.0.0.1", serving, 0.1, 0))
-	f.setNode(lkNode("ND_b", "10.0.0.2", serving, 0.9, 0))
-	return f, newTestRegistry(t, f, testSettings())
-}
-
-func mustRoute(t *testing.T, r *Registry, room string) (*Node, Outcome) {
-	t.Helper()
-	n, o, err := r.Route(context.Background(), room)
-	if err != nil {
-		t.Fatalf("Route(%q): %v", room, err)
-	}
-	return n, o
-}
 
 func TestRouteKnownRoomGoesToItsNode(t *testing.T) {
 	f, r := twoNodes(t)
-	f.rooms["standup"] = "ND_b" // the busier node: placement beats load
+	f.Placements["standup"] = "ND_b" // the busier node: placement beats load
 
 	n, o := mustRoute(t, r, "standup")
 	if n.ID != "ND_b" || o != OutcomeFound || n.Dial != "10.0.0.2:7880" {
@@ -44,8 +25,8 @@ func TestRouteKnownRoomGoesToItsNode(t *testing.T) {
 	if n.ID != "ND_b" || o != OutcomeCached {
 		t.Fatalf("second request: got %s %s, want ND_b cached", n.ID, o)
 	}
-	if f.lookups != 1 {
-		t.Fatalf("Redis lookups = %d, want 1 (second from cache)", f.lookups)
+	if f.Lookups != 1 {
+		t.Fatalf("Redis lookups = %d, want 1 (second from cache)", f.Lookups)
 	}
 }
 
@@ -55,7 +36,7 @@ func TestRouteNewRoomPlacedOnLeastLoaded(t *testing.T) {
 	if n.ID != "ND_a" || o != OutcomePlaced {
 		t.Fatalf("got %s %s, want ND_a placed", n.ID, o)
 	}
-	if got := f.room("new"); got != "ND_a" {
+	if got := f.Room("new"); got != "ND_a" {
 		t.Fatalf("room_node_map[new] = %q, want ND_a", got)
 	}
 }
@@ -63,27 +44,27 @@ func TestRouteNewRoomPlacedOnLeastLoaded(t *testing.T) {
 func TestRouteFollowsWinnerOfPlacementRace(t *testing.T) {
 	f, r := twoNodes(t)
 	// another writer places the room between our lookup and our write
-	racer := &racingStore{fakeStore: f, room: "contested", winner: "ND_b"}
-	r.store = racer
+	racer := &racingStore{Store: f, room: "contested", winner: "ND_b"}
+	r.place.store = racer
 	n, o := mustRoute(t, r, "contested")
 	if n.ID != "ND_b" || o != OutcomeFollowed {
 		t.Fatalf("got %s %s, want ND_b followed", n.ID, o)
 	}
-	if got := f.room("contested"); got != "ND_b" {
+	if got := f.Room("contested"); got != "ND_b" {
 		t.Fatalf("room_node_map[contested] = %q, want the winner ND_b", got)
 	}
 }
 
 // racingStore lets another writer place room right after our lookup.
 type racingStore struct {
-	*fakeStore
+	*clustertest.Store
 	room, winner string
 	once         sync.Once
 }
 
 func (s *racingStore) RoomNode(ctx context.Context, room string) (string, error) {
-	id, err := s.fakeStore.RoomNode(ctx, room)
-	s.once.Do(func() { _, _ = s.fakeStore.PlaceRoom(ctx, s.room, s.winner) })
+	id, err := s.Store.RoomNode(ctx, room)
+	s.once.Do(func() { _, _ = s.Store.PlaceRoom(ctx, s.room, s.winner) })
 	return id, err
 }
 
@@ -91,37 +72,37 @@ func TestRouteReplacesRoomOfDeadNode(t *testing.T) {
 	f, r := twoNodes(t)
 	dead := lkNode("ND_dead", "10.0.0.3", serving, 0, 0)
 	dead.Stats.UpdatedAt = time.Now().Add(-time.Minute).Unix()
-	f.setNode(dead)
-	f.rooms["orphan"] = "ND_dead"
-	r.refresh(context.Background())
+	f.SetNode(dead)
+	f.Placements["orphan"] = "ND_dead"
+	r.Refresh(context.Background())
 
 	n, o := mustRoute(t, r, "orphan")
 	if n.ID != "ND_a" || o != OutcomeReplaced {
 		t.Fatalf("got %s %s, want ND_a replaced", n.ID, o)
 	}
-	if got := f.room("orphan"); got != "ND_a" {
+	if got := f.Room("orphan"); got != "ND_a" {
 		t.Fatalf("room_node_map[orphan] = %q, want ND_a", got)
 	}
 }
 
 func TestRouteReplacesRoomOfUnknownNode(t *testing.T) {
 	f, r := twoNodes(t)
-	f.rooms["gone"] = "ND_never_registered"
+	f.Placements["gone"] = "ND_never_registered"
 	n, o := mustRoute(t, r, "gone")
-	if o != OutcomeReplaced || f.room("gone") != n.ID {
-		t.Fatalf("got %s %s, map %q", n.ID, o, f.room("gone"))
+	if o != OutcomeReplaced || f.Room("gone") != n.ID {
+		t.Fatalf("got %s %s, map %q", n.ID, o, f.Room("gone"))
 	}
 }
 
 func TestRouteAfterProxyFailureReplacesRoom(t *testing.T) {
 	f, r := twoNodes(t)
-	f.rooms["r1"] = "ND_a"
+	f.Placements["r1"] = "ND_a"
 	n, _ := mustRoute(t, r, "r1")
-	r.ReportFailure(n, "r1")
+	r.Failed(n, "r1")
 
 	n2, o := mustRoute(t, r, "r1")
-	if n2.ID != "ND_b" || o != OutcomeReplaced || f.room("r1") != "ND_b" {
-		t.Fatalf("after failure got %s %s map %q, want ND_b replaced", n2.ID, o, f.room("r1"))
+	if n2.ID != "ND_b" || o != OutcomeReplaced || f.Room("r1") != "ND_b" {
+		t.Fatalf("after failure got %s %s map %q, want ND_b replaced", n2.ID, o, f.Room("r1"))
 	}
 	// and new rooms avoid the failed node
 	n3, _ := mustRoute(t, r, "fresh")
@@ -131,11 +112,11 @@ func TestRouteAfterProxyFailureReplacesRoom(t *testing.T) {
 }
 
 func TestDrainingNodeKeepsRoomsTakesNoNewOnes(t *testing.T) {
-	f := newFakeStore()
-	f.setNode(lkNode("ND_drain", "10.0.0.1", draining, 0, 0))
-	f.setNode(lkNode("ND_busy", "10.0.0.2", serving, 2, 50))
-	f.rooms["old"] = "ND_drain"
-	r := newTestRegistry(t, f, testSettings())
+	f := clustertest.NewStore()
+	f.SetNode(lkNode("ND_drain", "10.0.0.1", draining, 0, 0))
+	f.SetNode(lkNode("ND_busy", "10.0.0.2", serving, 2, 50))
+	f.Placements["old"] = "ND_drain"
+	r := newTestCluster(t, f, testConfig())
 
 	if n, o := mustRoute(t, r, "old"); n.ID != "ND_drain" || o != OutcomeFound {
 		t.Fatalf("existing room: got %s %s, want ND_drain found", n.ID, o)
@@ -148,23 +129,23 @@ func TestDrainingNodeKeepsRoomsTakesNoNewOnes(t *testing.T) {
 }
 
 func TestStartingNodeIsNotRouted(t *testing.T) {
-	f := newFakeStore()
-	f.setNode(lkNode("ND_start", "10.0.0.1", livekit.NodeState_STARTING_UP, 0, 0))
-	r := newTestRegistry(t, f, testSettings())
+	f := clustertest.NewStore()
+	f.SetNode(lkNode("ND_start", "10.0.0.1", livekit.NodeState_STARTING_UP, 0, 0))
+	r := newTestCluster(t, f, testConfig())
 	if _, _, err := r.Route(context.Background(), "x"); !errors.Is(err, ErrNoNode) {
 		t.Fatalf("err = %v, want ErrNoNode", err)
 	}
-	if f.room("x") != "" {
+	if f.Room("x") != "" {
 		t.Fatalf("a placement was written with no node to take it")
 	}
 }
 
 func TestNodeOutsideAllowListIsNeverDialled(t *testing.T) {
-	f := newFakeStore()
-	f.setNode(lkNode("ND_pub", "203.0.113.7", serving, 0, 0))
-	f.setNode(lkNode("ND_priv", "10.0.0.2", serving, 1, 10))
-	f.rooms["on-public"] = "ND_pub"
-	r := newTestRegistry(t, f, testSettings())
+	f := clustertest.NewStore()
+	f.SetNode(lkNode("ND_pub", "203.0.113.7", serving, 0, 0))
+	f.SetNode(lkNode("ND_priv", "10.0.0.2", serving, 1, 10))
+	f.Placements["on-public"] = "ND_pub"
+	r := newTestCluster(t, f, testConfig())
 
 	for _, n := range r.Nodes() {
 		if n.ID == "ND_pub" && n.Dial != "" {
@@ -173,8 +154,8 @@ func TestNodeOutsideAllowListIsNeverDialled(t *testing.T) {
 	}
 	// its room stays where LiveKit has it; another node relays
 	n, o := mustRoute(t, r, "on-public")
-	if n.ID != "ND_priv" || o != OutcomeRelayed || f.room("on-public") != "ND_pub" {
-		t.Fatalf("got %s %s map %q, want ND_priv relayed, map unchanged", n.ID, o, f.room("on-public"))
+	if n.ID != "ND_priv" || o != OutcomeRelayed || f.Room("on-public") != "ND_pub" {
+		t.Fatalf("got %s %s map %q, want ND_priv relayed, map unchanged", n.ID, o, f.Room("on-public"))
 	}
 	// new rooms never land on it
 	if n, _ := mustRoute(t, r, "new"); n.ID != "ND_priv" {
@@ -192,10 +173,10 @@ func TestNoRoomGoesToAnyServingNode(t *testing.T) {
 
 func TestRedisDownKnownRoomsKeepRouting(t *testing.T) {
 	f, r := twoNodes(t)
-	f.rooms["known"] = "ND_b"
+	f.Placements["known"] = "ND_b"
 	mustRoute(t, r, "known")
-	f.setErr(errDown)
-	r.refresh(context.Background()) // fails: last snapshot stays
+	f.SetErr(errDown)
+	r.Refresh(context.Background()) // fails: last snapshot stays
 
 	if n, o := mustRoute(t, r, "known"); n.ID != "ND_b" || o != OutcomeCached {
 		t.Fatalf("known room during outage: %s %s", n.ID, o)
@@ -210,9 +191,9 @@ func TestRedisDownKnownRoomsKeepRouting(t *testing.T) {
 
 func TestConcurrentLookupsCollapse(t *testing.T) {
 	f, r := twoNodes(t)
-	f.rooms["busy"] = "ND_a"
-	slow := &slowStore{fakeStore: f, delay: 50 * time.Millisecond}
-	r.store = slow
+	f.Placements["busy"] = "ND_a"
+	slow := &slowStore{Store: f, delay: 50 * time.Millisecond}
+	r.place.store = slow
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Add(1)
@@ -222,34 +203,34 @@ func TestConcurrentLookupsCollapse(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if f.lookups != 1 {
-		t.Fatalf("Redis lookups = %d for 20 concurrent requests, want 1", f.lookups)
+	if f.Lookups != 1 {
+		t.Fatalf("Redis lookups = %d for 20 concurrent requests, want 1", f.Lookups)
 	}
 }
 
 type slowStore struct {
-	*fakeStore
+	*clustertest.Store
 	delay time.Duration
 }
 
 func (s *slowStore) RoomNode(ctx context.Context, room string) (string, error) {
 	time.Sleep(s.delay)
-	return s.fakeStore.RoomNode(ctx, room)
+	return s.Store.RoomNode(ctx, room)
 }
 
 // Two proxies (two registries over one store) place the same rooms at once:
 // every room ends on exactly one node and both proxies agree on it.
 func TestTwoProxiesNeverSplitARoom(t *testing.T) {
-	f := newFakeStore()
+	f := clustertest.NewStore()
 	for i := range 3 {
-		f.setNode(lkNode(fmt.Sprint("ND_", i), fmt.Sprint("10.0.0.", i+1), serving, 0, 0))
+		f.SetNode(lkNode(fmt.Sprint("ND_", i), fmt.Sprint("10.0.0.", i+1), serving, 0, 0))
 	}
-	a := newTestRegistry(t, f, testSettings())
-	b := newTestRegistry(t, f, testSettings())
+	a := newTestCluster(t, f, testConfig())
+	b := newTestCluster(t, f, testConfig())
 	var mu sync.Mutex
 	seen := map[string]map[string]bool{}
 	var wg sync.WaitGroup
-	for _, r := range []*Registry{a, b, a, b} {
+	for _, r := range []*Cluster{a, b, a, b} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -271,8 +252,8 @@ func TestTwoProxiesNeverSplitARoom(t *testing.T) {
 			t.Errorf("room %s routed to %d nodes: %v", room, len(nodes), nodes)
 		}
 		for id := range nodes {
-			if f.room(room) != id {
-				t.Errorf("room %s routed to %s but mapped to %s", room, id, f.room(room))
+			if f.Room(room) != id {
+				t.Errorf("room %s routed to %s but mapped to %s", room, id, f.Room(room))
 			}
 		}
 	}
@@ -282,22 +263,22 @@ func TestTwoProxiesNeverSplitARoom(t *testing.T) {
 // nodes must not look stale for the outage's length.
 func TestRedisOutageDoesNotAgeNodes(t *testing.T) {
 	f, r := twoNodes(t)
-	f.rooms["known"] = "ND_a"
+	f.Placements["known"] = "ND_a"
 	mustRoute(t, r, "known")
-	f.setErr(errDown)
-	r.refresh(context.Background())
-	r.outageStart = time.Now().Add(-time.Minute) // a minute-long outage
-	for _, n := range f.nodes {
+	f.SetErr(errDown)
+	r.Refresh(context.Background())
+	r.view.outageStart = time.Now().Add(-time.Minute) // a minute-long outage
+	for _, n := range f.Registered {
 		n.Stats.UpdatedAt = time.Now().Add(-61 * time.Second).Unix() // last written as it began
 	}
 	// during the outage: known rooms route from the cache, however old
-	r.cache = newPlacementCache(time.Nanosecond)
-	r.cache.put("known", "ND_a", time.Now())
+	r.place.cache = newPlacementCache(time.Nanosecond)
+	r.place.cache.put("known", "ND_a", time.Now())
 	if n, o := mustRoute(t, r, "known"); n.ID != "ND_a" || o != OutcomeCached {
 		t.Fatalf("known room during outage: %s %s", n.ID, o)
 	}
-	f.setErr(nil)
-	r.refresh(context.Background())
+	f.SetErr(nil)
+	r.Refresh(context.Background())
 	if n, o := mustRoute(t, r, "fresh-room"); o != OutcomePlaced {
 		t.Fatalf("after Redis returned: %v %s, nodes looked stale", n, o)
 	}
@@ -305,43 +286,43 @@ func TestRedisOutageDoesNotAgeNodes(t *testing.T) {
 
 func TestProbesTakeNodeOutAndBack(t *testing.T) {
 	f, r := twoNodes(t)
-	f.rooms["r"] = "ND_a"
-	r.prober = newProber(time.Hour, time.Second)
-	a := r.snap.Load().byID["ND_a"]
-	r.probed(a, errDown)
-	if !a.routable(time.Now()) {
+	f.Placements["r"] = "ND_a"
+	r.probes.interval = time.Hour // as if probing
+	a := r.view.current().byID["ND_a"]
+	r.probes.probed(a, errDown)
+	if !a.Routable(time.Now()) {
 		t.Fatal("one failed probe took the node out")
 	}
-	r.probed(a, errDown)
-	if a.routable(time.Now()) {
+	r.probes.probed(a, errDown)
+	if a.Routable(time.Now()) {
 		t.Fatal("two failed probes left the node in")
 	}
 	if n, o := mustRoute(t, r, "r"); n.ID != "ND_b" || o != OutcomeReplaced {
 		t.Fatalf("room of a dead node: %s %s", n.ID, o)
 	}
-	r.probed(a, nil)
-	if a.routable(time.Now()) {
+	r.probes.probed(a, nil)
+	if a.Routable(time.Now()) {
 		t.Fatal("one answer brought the node back")
 	}
-	r.probed(a, nil)
-	if !a.routable(time.Now()) {
+	r.probes.probed(a, nil)
+	if !a.Routable(time.Now()) {
 		t.Fatal("two answers did not bring the node back")
 	}
 	// a passive failure takes it out until the probes see it again
-	r.ReportFailure(a, "")
-	if a.routable(time.Now()) {
+	r.Failed(a, "")
+	if a.Routable(time.Now()) {
 		t.Fatal("passive failure ignored")
 	}
-	r.probed(a, nil)
-	r.probed(a, nil)
-	if !a.routable(time.Now()) {
+	r.probes.probed(a, nil)
+	r.probes.probed(a, nil)
+	if !a.Routable(time.Now()) {
 		t.Fatal("probes did not bring it back after a passive failure")
 	}
 }
 
 func TestOperatorDrain(t *testing.T) {
 	f, r := twoNodes(t)
-	f.rooms["kept"] = "ND_a"
+	f.Placements["kept"] = "ND_a"
 	if err := r.Drain(context.Background(), "10.0.0.1", true); err != nil { // by IP
 		t.Fatal(err)
 	}
@@ -366,18 +347,18 @@ func TestOperatorDrain(t *testing.T) {
 // not where load would place it.
 func TestRoomsRememberedAcrossEmptyRedis(t *testing.T) {
 	f, r := twoNodes(t)
-	f.rooms["running"] = "ND_b" // the busier node
+	f.Placements["running"] = "ND_b" // the busier node
 	mustRoute(t, r, "running")
-	f.setErr(errDown)
-	r.refresh(context.Background())
-	f.mu.Lock()
-	f.rooms = map[string]string{} // comes back empty
-	f.mu.Unlock()
-	f.setErr(nil)
-	r.refresh(context.Background())
-	r.cache.drop("running") // even once the cache has moved on
-	if n, o := mustRoute(t, r, "running"); n.ID != "ND_b" || f.room("running") != "ND_b" {
-		t.Fatalf("after an empty Redis: %s %s, map %q; want ND_b", n.ID, o, f.room("running"))
+	f.SetErr(errDown)
+	r.Refresh(context.Background())
+	f.Lock()
+	f.Placements = map[string]string{} // comes back empty
+	f.Unlock()
+	f.SetErr(nil)
+	r.Refresh(context.Background())
+	r.place.cache.drop("running") // even once the cache has moved on
+	if n, o := mustRoute(t, r, "running"); n.ID != "ND_b" || f.Room("running") != "ND_b" {
+		t.Fatalf("after an empty Redis: %s %s, map %q; want ND_b", n.ID, o, f.Room("running"))
 	}
 	if n, _ := mustRoute(t, r, "brand-new"); n.ID != "ND_a" {
 		t.Fatalf("a new room after the outage went to %s, want the less loaded ND_a", n.ID)
@@ -387,14 +368,14 @@ func TestRoomsRememberedAcrossEmptyRedis(t *testing.T) {
 // Placements of different rooms at the same moment still spread: choosing a
 // node and counting it pending are one step.
 func TestConcurrentNewRoomsSpread(t *testing.T) {
-	f := newFakeStore()
+	f := clustertest.NewStore()
 	for i := range 3 {
-		f.setNode(lkNode(fmt.Sprint("ND_", i), fmt.Sprint("10.0.0.", i+1), serving, 0, 0))
+		f.SetNode(lkNode(fmt.Sprint("ND_", i), fmt.Sprint("10.0.0.", i+1), serving, 0, 0))
 	}
-	s := testSettings()
-	s.measure = MeasureRooms
-	r := newTestRegistry(t, f, s)
-	r.store = &slowStore{fakeStore: f, delay: 20 * time.Millisecond}
+	s := testConfig()
+	s.LoadMeasure = MeasureRooms
+	r := newTestCluster(t, f, s)
+	r.place.store = &slowStore{Store: f, delay: 20 * time.Millisecond}
 	var wg sync.WaitGroup
 	for i := range 30 {
 		wg.Add(1)
@@ -406,7 +387,7 @@ func TestConcurrentNewRoomsSpread(t *testing.T) {
 	wg.Wait()
 	count := map[string]int{}
 	for i := range 30 {
-		count[f.room(fmt.Sprint("burst-", i))]++
+		count[f.Room(fmt.Sprint("burst-", i))]++
 	}
 	for id, n := range count {
 		if n != 10 {
@@ -419,22 +400,22 @@ func TestConcurrentNewRoomsSpread(t *testing.T) {
 // its own node (503, retry) instead of being placed on the first one back.
 func TestRememberedNodeIsWaitedFor(t *testing.T) {
 	f, r := twoNodes(t)
-	f.rooms["running"] = "ND_b"
+	f.Placements["running"] = "ND_b"
 	mustRoute(t, r, "running")
-	f.setErr(errDown)
-	r.refresh(context.Background())
-	f.mu.Lock()
-	f.rooms = map[string]string{}
-	delete(f.nodes, "ND_b") // not registered again yet
-	f.mu.Unlock()
-	f.setErr(nil)
-	r.refresh(context.Background())
-	r.cache.drop("running")
-	if _, _, err := r.Route(context.Background(), "running"); !errors.Is(err, ErrNoNode) || f.room("running") != "" {
-		t.Fatalf("room placed (%q, %v) before its node registered again", f.room("running"), err)
+	f.SetErr(errDown)
+	r.Refresh(context.Background())
+	f.Lock()
+	f.Placements = map[string]string{}
+	delete(f.Registered, "ND_b") // not registered again yet
+	f.Unlock()
+	f.SetErr(nil)
+	r.Refresh(context.Background())
+	r.place.cache.drop("running")
+	if _, _, err := r.Route(context.Background(), "running"); !errors.Is(err, ErrNoNode) || f.Room("running") != "" {
+		t.Fatalf("room placed (%q, %v) before its node registered again", f.Room("running"), err)
 	}
-	f.setNode(lkNode("ND_b", "10.0.0.2", serving, 0.9, 0))
-	r.refresh(context.Background())
+	f.SetNode(lkNode("ND_b", "10.0.0.2", serving, 0.9, 0))
+	r.Refresh(context.Background())
 	if n, _ := mustRoute(t, r, "running"); n.ID != "ND_b" {
 		t.Fatalf("room went to %s, want its node ND_b", n.ID)
 	}

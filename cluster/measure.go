@@ -1,4 +1,4 @@
-package livekitlb
+package cluster
 
 import (
 	"fmt"
@@ -18,7 +18,7 @@ const (
 // equally loaded; stats are sampled, so finer differences are noise.
 const loadTolerance = 0.05
 
-func validMeasure(m string) error {
+func ValidMeasure(m string) error {
 	switch m {
 	case MeasureSysload, MeasureCPULoad, MeasureRooms, MeasureClients:
 		return nil

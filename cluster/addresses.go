@@ -1,4 +1,4 @@
-package livekitlb
+package cluster
 
 import (
 	"fmt"
@@ -19,10 +19,10 @@ var defaultAllowNetworks = []string{
 	"fc00::/7",      // IPv6 unique local
 }
 
-// expandNetworks splits entries that hold several networks and replaces
+// ExpandNetworks splits entries that hold several networks and replaces
 // "private" by the defaults. Nothing left (an empty placeholder) is nil: the
 // defaults.
-func expandNetworks(in []string) []string {
+func ExpandNetworks(in []string) []string {
 	var out []string
 	for _, s := range in {
 		for _, n := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
@@ -75,7 +75,7 @@ func (b *addressBook) dial(ip string) (string, error) {
 	}
 	a, err := netip.ParseAddr(ip)
 	if err != nil {
-		return "", fmt.Errorf("node advertises %s, which is not an IP address", shown(ip))
+		return "", fmt.Errorf("node advertises %s, which is not an IP address", Quote(ip))
 	}
 	a = a.Unmap()
 	if !b.allowed(a) {

@@ -1,4 +1,4 @@
-package livekitlb
+package cluster
 
 import (
 	"fmt"
@@ -20,6 +20,22 @@ type BadNode struct {
 // maxFieldShown bounds how much of a hash field a log line or status shows.
 const maxFieldShown = 64
 
+// decodeNodes reads the `nodes` hash, setting aside what LiveKit would
+// never write.
+func decodeNodes(entries map[string]string) ([]*livekit.Node, []BadNode) {
+	nodes := make([]*livekit.Node, 0, len(entries))
+	var bad []BadNode
+	for field, b := range entries {
+		n, err := decodeNode(field, []byte(b))
+		if err != nil {
+			bad = append(bad, BadNode{Field: Quote(field), Reason: err.Error()})
+			continue
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, bad
+}
+
 // decodeNode reads one `nodes` entry as LiveKit writes it (the field is
 // the node id, the value proto.Marshal(livekit.Node)), and refuses what
 // LiveKit would never write.
@@ -32,11 +48,11 @@ func decodeNode(field string, value []byte) (*livekit.Node, error) {
 	case n.Id == "":
 		return nil, fmt.Errorf("no node id")
 	case !validNodeID(n.Id):
-		return nil, fmt.Errorf("node id %s is not one LiveKit makes", shown(n.Id))
+		return nil, fmt.Errorf("node id %s is not one LiveKit makes", Quote(n.Id))
 	case n.Id != field:
 		// a copy of a healthy node's id under another field would take that
 		// node out, or route its rooms to an address of the writer's choice
-		return nil, fmt.Errorf("entry carries node id %s", shown(n.Id))
+		return nil, fmt.Errorf("entry carries node id %s", Quote(n.Id))
 	}
 	return n, nil
 }
@@ -60,16 +76,16 @@ func validNodeID(id string) bool {
 // name or placement must not make a 1 MB line.
 const maxLogged = 256
 
-// logged is a zap field of s, cut to maxLogged bytes.
-func logged(key, s string) zap.Field {
+// Field is a zap field of s, cut to maxLogged bytes.
+func Field(key, s string) zap.Field {
 	if len(s) > maxLogged {
 		s = s[:maxLogged] + fmt.Sprintf("...(%d bytes)", len(s))
 	}
 	return zap.String(key, s)
 }
 
-// shown quotes s for a log line or an error, cut to maxFieldShown bytes.
-func shown(s string) string {
+// Quote quotes s for a log line or an error, cut to maxFieldShown bytes.
+func Quote(s string) string {
 	if len(s) > maxFieldShown {
 		return strconv.Quote(s[:maxFieldShown]) + fmt.Sprintf("...(%d bytes)", len(s))
 	}

@@ -1,12 +1,15 @@
-package livekitlb
+package cluster
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
 )
 
 // Outcome says how a request's node was chosen; it is logged and counted.
@@ -25,12 +28,14 @@ const (
 	// nothing for a token it cannot check)
 	OutcomeUnplaced Outcome = "unplaced"
 
-	// refusals, counted but never returned by Route
-	outcomeNoNode     Outcome = "no_node"
-	outcomeRedisError Outcome = "redis_error"
-	outcomeBadToken   Outcome = "bad_token"
+	// refusals, counted by the modules but never returned by Route
+	OutcomeNoNode     Outcome = "no_node"
+	OutcomeRedisError Outcome = "redis_error"
+	OutcomeBadToken   Outcome = "bad_token"
 )
 
+// Every error of Route and Reroute is one of these (or the caller's
+// context.Canceled): the modules answer by errors.Is alone.
 var (
 	// ErrNoNode: no LiveKit node can take the request.
 	ErrNoNode = errors.New("no routable LiveKit node")
@@ -38,27 +43,67 @@ var (
 	ErrRedis = errors.New("LiveKit's Redis is unreachable")
 )
 
+// placer decides where each room lives: it reads room_node_map through a
+// short cache, and places new rooms with an atomic write.
+type placer struct {
+	store        Store
+	nodes        func() *snapshot
+	redisOK      func() bool
+	measure      string
+	staleAfter   time.Duration
+	redisTimeout time.Duration
+	log          *zap.Logger
+	obs          Observer
+
+	cache   *placementCache
+	lookups singleflight.Group
+	placeMu sync.Mutex // choosing a node and counting it pending are one step
+	// remembered: the placements the proxy knew when Redis came back from
+	// an outage; a Redis that returns empty has lost room_node_map, and
+	// LiveKit never rewrites it for a running room
+	remembered atomic.Pointer[rememberedPlacements]
+}
+
+// afterOutage is how long the proxy trusts its memory of placements for
+// rooms that Redis no longer knows after an outage.
+const afterOutage = 10 * time.Minute
+
+type rememberedPlacements struct {
+	rooms map[string]string
+	until time.Time // trusted until then
+	wait  time.Time // until then a remembered node not yet registered again is waited for
+}
+
+// redisBack: Redis answers again, and may have come back empty. Every room
+// is checked with it again (the cache would send joins to a node that finds
+// no placement and lets LiveKit's own selector place the room elsewhere),
+// and the remembered placement is written back where it is missing.
+func (p *placer) redisBack(now time.Time) {
+	p.remembered.Store(&rememberedPlacements{rooms: p.cache.clear(), until: now.Add(afterOutage),
+		wait: now.Add(2 * p.staleAfter)})
+}
+
+// rememberedNode returns the node room was on before the last Redis outage,
+// within afterOutage of its end, and whether a node that has not registered
+// again yet is still worth waiting for.
+func (p *placer) rememberedNode(room string, now time.Time) (string, bool) {
+	m := p.remembered.Load()
+	if m == nil || now.After(m.until) {
+		return "", false
+	}
+	id := m.rooms[room]
+	return id, id != "" && now.Before(m.wait)
+}
+
 // maxPlacementRounds bounds the loop of reading, choosing and writing a
 // placement when other proxies keep winning with dead nodes.
 const maxPlacementRounds = 3
 
-// Route chooses the node for a request to room ("" for requests that name no
-// room). A known room costs two map lookups and no allocation; an unknown
-// one is looked up once in Redis however many requests ask at the same time.
-func (r *Registry) Route(ctx context.Context, room string) (*Node, Outcome, error) {
-	return r.route(ctx, room, true)
-}
-
-// RouteUnverified is Route for a room read from a token nobody verified: it
-// follows an existing placement but never writes one, so that made-up rooms
-// cannot fill room_node_map or move real ones.
-func (r *Registry) RouteUnverified(ctx context.Context, room string) (*Node, Outcome, error) {
-	return r.route(ctx, room, false)
-}
-
-func (r *Registry) route(ctx context.Context, room string, place bool) (*Node, Outcome, error) {
+// route chooses the node for room; with place unset it never writes a
+// placement (see Cluster.Route).
+func (r *placer) route(ctx context.Context, room string, place bool) (*Node, Outcome, error) {
 	now := time.Now()
-	snap := r.snap.Load()
+	snap := r.nodes()
 	if room == "" {
 		if n := r.anyNode(snap, now); n != nil {
 			return n, OutcomeNoRoom, nil
@@ -67,11 +112,11 @@ func (r *Registry) route(ctx context.Context, room string, place bool) (*Node, O
 	}
 	id, fresh, cached := r.cache.get(room, now)
 	if cached {
-		if n := snap.byID[id]; n != nil && n.routable(now) && (fresh || !r.redisOK.Load()) {
+		if n := snap.byID[id]; n != nil && n.Routable(now) && (fresh || !r.redisOK()) {
 			return n, OutcomeCached, nil
 		}
 	}
-	if !r.redisOK.Load() {
+	if !r.redisOK() {
 		// fail fast: the refresh loop retries Redis every refresh_interval
 		return nil, "", ErrRedis
 	}
@@ -81,7 +126,7 @@ func (r *Registry) route(ctx context.Context, room string, place bool) (*Node, O
 	}
 	ch := r.lookups.DoChan(key, func() (any, error) {
 		// not the caller's context: a caller that gives up must not fail the others
-		lctx, cancel := context.WithTimeout(context.Background(), r.settings.redisTimeout)
+		lctx, cancel := context.WithTimeout(context.Background(), r.redisTimeout)
 		defer cancel()
 		return r.resolve(lctx, room, place)
 	})
@@ -93,6 +138,9 @@ func (r *Registry) route(ctx context.Context, room string, place bool) (*Node, O
 		d := res.Val.(decision)
 		return d.node, d.outcome, nil
 	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, "", fmt.Errorf("%w: %v", ErrRedis, ctx.Err())
+		}
 		return nil, "", ctx.Err()
 	}
 }
@@ -105,13 +153,13 @@ type decision struct {
 // resolve reads room_node_map and, when the room has no live node, places it
 // with an atomic write so that no two writers can split a room (with place
 // unset, it leaves that to LiveKit).
-func (r *Registry) resolve(ctx context.Context, room string, place bool) (decision, error) {
+func (r *placer) resolve(ctx context.Context, room string, place bool) (decision, error) {
 	cur, err := r.store.RoomNode(ctx, room)
 	if err != nil {
 		// Redis failed before the refresh loop noticed: an expired
 		// placement still beats no answer
 		if id, _, ok := r.cache.get(room, time.Now()); ok {
-			if n := r.snap.Load().byID[id]; n != nil && n.routable(time.Now()) {
+			if n := r.nodes().byID[id]; n != nil && n.Routable(time.Now()) {
 				return decision{n, OutcomeCached}, nil
 			}
 		}
@@ -120,14 +168,14 @@ func (r *Registry) resolve(ctx context.Context, room string, place bool) (decisi
 	outcome := OutcomeFound
 	for round := 0; round < maxPlacementRounds; round++ {
 		now := time.Now()
-		snap := r.snap.Load()
+		snap := r.nodes()
 		if cur != "" {
 			if n := snap.byID[cur]; n != nil {
-				if n.routable(now) {
+				if n.Routable(now) {
 					r.cache.put(room, n.ID, now)
 					return decision{n, outcome}, nil
 				}
-				if n.Dial == "" && n.alive() {
+				if n.Dial == "" && n.Alive() {
 					// alive but outside the allow-list: moving the room would
 					// split it, so let any node relay to it
 					if a := r.anyNode(snap, now); a != nil {
@@ -163,12 +211,12 @@ func (r *Registry) resolve(ctx context.Context, room string, place bool) (decisi
 				outcome = OutcomePlaced
 			} else {
 				outcome = OutcomeReplaced
-				r.log.Info("room re-placed", logged("room", room), logged("from", cur), zap.String("to", target.ID))
+				r.log.Info("room re-placed", Field("room", room), Field("from", cur), zap.String("to", target.ID))
 			}
 			return decision{target, outcome}, nil
 		}
 		target.health.unmarkPlaced(now)
-		metrics.conflicts.Inc()
+		r.obs.PlacementConflict()
 		cur, outcome = winner, OutcomeFollowed
 	}
 	return decision{}, fmt.Errorf("%w: placement of room kept changing", ErrNoNode)
@@ -177,7 +225,7 @@ func (r *Registry) resolve(ctx context.Context, room string, place bool) (decisi
 // choose picks the node for a new placement of room and counts it as
 // pending at once: placements of different rooms run concurrently, and each
 // must see the ones before it, or a burst lands on one node.
-func (r *Registry) choose(snap *snapshot, room, cur string, now time.Time) *Node {
+func (r *placer) choose(snap *snapshot, room, cur string, now time.Time) *Node {
 	r.placeMu.Lock()
 	defer r.placeMu.Unlock()
 	var target *Node
@@ -186,15 +234,15 @@ func (r *Registry) choose(snap *snapshot, room, cur string, now time.Time) *Node
 		// where its participants are, not where load says; nodes re-register
 		// one by one, so wait a little for that one rather than split the room
 		id, waiting := r.rememberedNode(room, now)
-		if n := snap.byID[id]; n != nil && n.routable(now) {
+		if n := snap.byID[id]; n != nil && n.Routable(now) {
 			target = n
 		} else if n == nil && waiting {
 			return nil
 		}
 	}
 	if target == nil {
-		target = leastLoaded(snap.nodes, r.settings.measure, now, r.settings.staleAfter, func(n *Node) bool {
-			return n.placeable(now)
+		target = leastLoaded(snap.nodes, r.measure, now, r.staleAfter, func(n *Node) bool {
+			return n.Placeable(now)
 		})
 	}
 	if target != nil {
@@ -205,11 +253,11 @@ func (r *Registry) choose(snap *snapshot, room, cur string, now time.Time) *Node
 
 // anyNode chooses a node for a request that names no room: the least loaded
 // serving node, or a draining one when nothing else is left.
-func (r *Registry) anyNode(snap *snapshot, now time.Time) *Node {
-	if n := leastLoadedNow(snap.nodes, r.settings.measure, now, func(n *Node) bool { return n.placeable(now) }); n != nil {
+func (r *placer) anyNode(snap *snapshot, now time.Time) *Node {
+	if n := leastLoadedNow(snap.nodes, r.measure, now, func(n *Node) bool { return n.Placeable(now) }); n != nil {
 		return n
 	}
-	return leastLoadedNow(snap.nodes, r.settings.measure, now, func(n *Node) bool { return n.routable(now) })
+	return leastLoadedNow(snap.nodes, r.measure, now, func(n *Node) bool { return n.Routable(now) })
 }
 
 // leastLoadedNow is leastLoaded without the pending placements, for requests
@@ -218,29 +266,13 @@ func leastLoadedNow(nodes []*Node, measure string, now time.Time, ok func(*Node)
 	return leastLoaded(nodes, measure, now, 0, ok)
 }
 
-// ReportFailure records that the proxy could not reach n for room's request,
-// so the next Route avoids it (and re-places the room).
-func (r *Registry) ReportFailure(n *Node, room string) {
-	if n == nil {
-		return
-	}
-	r.markDown(n, time.Now())
-	if room != "" {
-		r.cache.drop(room)
-	}
-}
-
-// Unplace undoes a placement this proxy made (OutcomePlaced) when the room
-// could not be created after all, unless someone has moved it since.
-func (r *Registry) Unplace(ctx context.Context, room, nodeID string) error {
+// unplace undoes a placement this proxy made, unless someone has moved it.
+func (r *placer) unplace(ctx context.Context, room, nodeID string) error {
 	r.cache.drop(room)
-	ctx, cancel := context.WithTimeout(ctx, r.settings.redisTimeout)
+	ctx, cancel := context.WithTimeout(ctx, r.redisTimeout)
 	defer cancel()
 	if err := r.store.UnplaceRoom(ctx, room, nodeID); err != nil {
 		return fmt.Errorf("%w: %v", ErrRedis, err)
 	}
 	return nil
 }
-
-// RedisTimeout is the bound on any Redis operation a request waits for.
-func (r *Registry) RedisTimeout() time.Duration { return r.settings.redisTimeout }

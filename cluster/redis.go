@@ -1,13 +1,14 @@
-package livekitlb
+package cluster
 
 import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log"
+	"os"
 	"sync"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -34,31 +35,39 @@ type RedisConfig struct {
 	ClusterAddresses []string `json:"cluster_addresses,omitempty"`
 }
 
-// replaced returns a copy with {env.*} and other global placeholders resolved.
-func (c RedisConfig) replaced(repl *caddy.Replacer) RedisConfig {
-	c.Address = repl.ReplaceAll(c.Address, "")
-	c.Username = repl.ReplaceAll(c.Username, "")
-	c.Password = repl.ReplaceAll(c.Password, "")
-	c.SentinelMasterName = repl.ReplaceAll(c.SentinelMasterName, "")
-	c.SentinelUsername = repl.ReplaceAll(c.SentinelUsername, "")
-	c.SentinelPassword = repl.ReplaceAll(c.SentinelPassword, "")
-	c.SentinelAddresses = replaceAll(repl, c.SentinelAddresses)
-	c.ClusterAddresses = replaceAll(repl, c.ClusterAddresses)
+// Map returns a copy with f applied to every string (the Caddy modules
+// resolve their {env.*} placeholders with it).
+func (c RedisConfig) Map(f func(string) string) RedisConfig {
+	c.Address = f(c.Address)
+	c.Username = f(c.Username)
+	c.Password = f(c.Password)
+	c.SentinelMasterName = f(c.SentinelMasterName)
+	c.SentinelUsername = f(c.SentinelUsername)
+	c.SentinelPassword = f(c.SentinelPassword)
+	c.SentinelAddresses = MapAll(f, c.SentinelAddresses)
+	c.ClusterAddresses = MapAll(f, c.ClusterAddresses)
 	return c
 }
 
-func replaceAll(repl *caddy.Replacer, in []string) []string {
+// MapAll applies f to every element of in (nil stays nil).
+func MapAll(f func(string) string, in []string) []string {
 	if in == nil {
 		return nil
 	}
 	out := make([]string, len(in))
 	for i, s := range in {
-		out[i] = repl.ReplaceAll(s, "")
+		out[i] = f(s)
 	}
 	return out
 }
 
-func (c RedisConfig) validate() error {
+// Empty reports whether no Redis is named at all.
+func (c RedisConfig) Empty() bool {
+	return c.Address == "" && len(c.SentinelAddresses) == 0 && len(c.ClusterAddresses) == 0
+}
+
+// Validate checks that exactly one kind of Redis is named.
+func (c RedisConfig) Validate() error {
 	modes := 0
 	if c.Address != "" {
 		modes++
@@ -122,12 +131,27 @@ func (c RedisConfig) client(timeout time.Duration) redis.UniversalClient {
 	return redis.NewUniversalClient(opts)
 }
 
-// redisLog sends go-redis' own messages (dial failures, pool notices) to
-// Caddy's log at debug level: the registry already logs each change of
-// Redis reachability once. go-redis has one logger per process.
-type redisLog struct{ log *zap.Logger }
+// redisLog takes go-redis' own messages (dial failures, pool notices).
+// go-redis has one logger per process, so ours is installed once and
+// passes on, as go-redis' default would, every message that does not come
+// from one of our clients: another plugin's Redis keeps its own lines. Ours
+// go to Caddy's log at debug level: the cluster logs each change of Redis
+// reachability once.
+type redisLog struct {
+	log      *zap.Logger
+	fallback *log.Logger
+}
 
-func (l redisLog) Printf(_ context.Context, format string, v ...any) {
+type ourCall struct{}
+
+// ours marks ctx as one of our Redis calls, for redisLog.
+func ours(ctx context.Context) context.Context { return context.WithValue(ctx, ourCall{}, true) }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	if ctx == nil || ctx.Value(ourCall{}) == nil {
+		_ = l.fallback.Output(2, fmt.Sprintf(format, v...))
+		return
+	}
 	if c := l.log.Check(zapcore.DebugLevel, "go-redis"); c != nil {
 		c.Write(zap.String("message", fmt.Sprintf(format, v...)))
 	}
@@ -135,6 +159,8 @@ func (l redisLog) Printf(_ context.Context, format string, v ...any) {
 
 var redisLogOnce sync.Once
 
-func quietRedisLog(log *zap.Logger) {
-	redisLogOnce.Do(func() { redis.SetLogger(redisLog{log.Named("go-redis")}) })
+func scopeRedisLog(lg *zap.Logger) {
+	redisLogOnce.Do(func() {
+		redis.SetLogger(redisLog{log: lg.Named("go-redis"), fallback: log.New(os.Stderr, "redis: ", log.LstdFlags|log.Lshortfile)})
+	})
 }

@@ -1,4 +1,4 @@
-package livekitlb
+package cluster
 
 import (
 	"sync"
@@ -56,7 +56,7 @@ type nodeHealth struct {
 	sessions sessionSet // requests being proxied to the node
 
 	// seenFresh: this proxy has seen the node's stats fresh; set and read
-	// by the refresh goroutine only (under healthMu)
+	// by the view's goroutine only
 	seenFresh bool
 }
 
@@ -78,27 +78,27 @@ func newNode(n *livekit.Node, dial string, h *nodeHealth, readAt time.Time, stal
 	return v
 }
 
-// down reports whether the proxy failed to reach the node: a probe or a
+// Down reports whether the proxy failed to reach the node: a probe or a
 // dial failed and the probes have not seen it recover, or (without probes)
 // fail_duration has not passed.
-func (n *Node) down(now time.Time) bool {
+func (n *Node) Down(now time.Time) bool {
 	return n.health.failed.Load() || now.UnixNano() < n.health.downUntil.Load()
 }
 
-// alive is LiveKit's view: the node can host its rooms (serving or draining,
+// Alive is LiveKit's view: the node can host its rooms (serving or draining,
 // stats fresh; no stats yet counts as fresh, as selector.IsAvailable).
-func (n *Node) alive() bool {
+func (n *Node) Alive() bool {
 	return (n.State == livekit.NodeState_SERVING || n.State == livekit.NodeState_SHUTTING_DOWN) && n.Fresh
 }
 
-// routable: the proxy may send a room's connections to this node.
-func (n *Node) routable(now time.Time) bool {
-	return n.Dial != "" && n.alive() && !n.down(now)
+// Routable: the proxy may send a room's connections to this node.
+func (n *Node) Routable(now time.Time) bool {
+	return n.Dial != "" && n.Alive() && !n.Down(now)
 }
 
-// placeable: the node may receive a new room (draining nodes may not).
-func (n *Node) placeable(now time.Time) bool {
-	return n.State == livekit.NodeState_SERVING && !n.Drained && n.routable(now)
+// Placeable: the node may receive a new room (draining nodes may not).
+func (n *Node) Placeable(now time.Time) bool {
+	return n.State == livekit.NodeState_SERVING && !n.Drained && n.Routable(now)
 }
 
 func (h *nodeHealth) markPlaced(now time.Time) {

@@ -1,4 +1,4 @@
-package livekitlb
+package cluster
 
 import (
 	"sync"

@@ -1,0 +1,158 @@
+package livekitlb
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/livekit-lb/caddy-livekit/cluster"
+)
+
+// UnmarshalCaddyfileBlock reads what every directive embedding Cluster
+// shares: an optional Redis address argument, then a block whose cluster
+// options are taken here and whose other subdirectives go to own. It fails
+// when no Redis was given.
+func (c *Cluster) UnmarshalCaddyfileBlock(d *caddyfile.Dispenser, directive string, own func(*caddyfile.Dispenser) error) error {
+	if d.NextArg() {
+		c.Redis.Address = d.Val()
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	for d.NextBlock(0) {
+		ok, err := c.UnmarshalOption(d)
+		if err != nil {
+			return err
+		}
+		if ok {
+			continue
+		}
+		if err := own(d); err != nil {
+			return err
+		}
+	}
+	if c.Redis.Empty() {
+		return d.Errf("%s needs a redis address", directive)
+	}
+	return nil
+}
+
+// UnmarshalOption parses the cluster option at the dispenser's cursor, if
+// it is one (redis, node_port, node_address, allow_networks, the durations,
+// load_measure), so that every directive spells them the same way.
+func (c *Cluster) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
+	switch d.Val() {
+	case "redis":
+		return true, unmarshalRedis(d, &c.Redis)
+	case "node_port":
+		if !d.NextArg() {
+			return true, d.ArgErr()
+		}
+		p, err := strconv.Atoi(d.Val())
+		if err != nil {
+			return true, d.Errf("node_port: %v", err)
+		}
+		c.NodePort = p
+	case "node_address":
+		args := d.RemainingArgs()
+		if len(args) != 2 {
+			return true, d.Err("node_address takes <advertised_ip> <host:port>")
+		}
+		if c.NodeAddresses == nil {
+			c.NodeAddresses = map[string]string{}
+		}
+		c.NodeAddresses[args[0]] = args[1]
+	case "allow_networks":
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return true, d.ArgErr()
+		}
+		c.AllowNetworks = append(c.AllowNetworks, args...)
+	case "refresh_interval", "stale_after", "placement_cache", "redis_timeout", "fail_duration", "probe_interval", "probe_timeout":
+		name := d.Val()
+		if !d.NextArg() {
+			return true, d.ArgErr()
+		}
+		var v time.Duration
+		if name == "probe_interval" && d.Val() == "off" {
+			v = -1
+		} else {
+			var err error
+			if v, err = caddy.ParseDuration(d.Val()); err != nil || v <= 0 {
+				return true, d.Errf("%s: want a positive duration, got %q", name, d.Val())
+			}
+		}
+		*map[string]*caddy.Duration{
+			"refresh_interval": &c.RefreshInterval, "stale_after": &c.StaleAfter,
+			"placement_cache": &c.PlacementCache, "redis_timeout": &c.RedisTimeout,
+			"fail_duration": &c.FailDuration, "probe_interval": &c.ProbeInterval,
+			"probe_timeout": &c.ProbeTimeout,
+		}[name] = caddy.Duration(v)
+	case "load_measure":
+		if !d.NextArg() {
+			return true, d.ArgErr()
+		}
+		if err := cluster.ValidMeasure(d.Val()); err != nil {
+			return true, d.Err(err.Error())
+		}
+		c.LoadMeasure = d.Val()
+	default:
+		return false, nil
+	}
+	return true, nil
+}
+
+// unmarshalRedis reads a redis block (the fields of livekit.yaml's redis).
+func unmarshalRedis(d *caddyfile.Dispenser, c *cluster.RedisConfig) error {
+	if d.NextArg() {
+		c.Address = d.Val()
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var ok bool
+		switch d.Val() {
+		case "address":
+			ok = d.AllArgs(&c.Address)
+		case "username":
+			ok = d.AllArgs(&c.Username)
+		case "password":
+			ok = d.AllArgs(&c.Password)
+		case "db":
+			var s string
+			if ok = d.AllArgs(&s); ok {
+				n, err := strconv.Atoi(s)
+				if err != nil {
+					return d.Errf("db: %v", err)
+				}
+				c.DB = n
+			}
+		case "use_tls":
+			c.UseTLS, ok = true, !d.NextArg()
+		case "sentinel_master_name":
+			ok = d.AllArgs(&c.SentinelMasterName)
+		case "sentinel_username":
+			ok = d.AllArgs(&c.SentinelUsername)
+		case "sentinel_password":
+			ok = d.AllArgs(&c.SentinelPassword)
+		case "sentinel_addresses":
+			c.SentinelAddresses = d.RemainingArgs()
+			ok = len(c.SentinelAddresses) > 0
+		case "cluster_addresses":
+			c.ClusterAddresses = d.RemainingArgs()
+			ok = len(c.ClusterAddresses) > 0
+		default:
+			return d.Errf("unknown redis option %q", d.Val())
+		}
+		if !ok {
+			return d.ArgErr()
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return d.Err(err.Error())
+	}
+	return nil
+}

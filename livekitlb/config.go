@@ -1,0 +1,138 @@
+package livekitlb
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/livekit-lb/caddy-livekit/cluster"
+)
+
+// Cluster says where a LiveKit cluster's Redis is and how the proxy treats
+// its nodes: the JSON and Caddyfile face of cluster.Config. Modules that
+// embed the same Cluster share one *cluster.Cluster.
+type Cluster struct {
+	Redis cluster.RedisConfig `json:"redis,omitempty"`
+
+	// Port of the nodes' HTTP/WebSocket listener (LiveKit's `port`). Default 7880.
+	NodePort int `json:"node_port,omitempty"`
+	// Dial address for a node's advertised IP, for nodes behind NAT or
+	// whose media IP is not the one the proxy should use.
+	NodeAddresses map[string]string `json:"node_addresses,omitempty"`
+	// Networks (CIDR or IP) inside which addresses read from Redis may be
+	// dialled; "private" stands for the default: loopback and private ranges.
+	// An entry may hold several, separated by spaces or commas, so that one
+	// placeholder ({env.ALLOW_NETWORKS}) can carry the list.
+	AllowNetworks []string `json:"allow_networks,omitempty"`
+
+	// How often the `nodes` hash is read. Default 1s.
+	RefreshInterval caddy.Duration `json:"refresh_interval,omitempty"`
+	// Stats older than this make a node unavailable (LiveKit's rule). Default 5s.
+	StaleAfter caddy.Duration `json:"stale_after,omitempty"`
+	// How long a room's placement is trusted without asking Redis. Default
+	// 30s: a stale entry is safe, since LiveKit relays to the node
+	// room_node_map names, and a dead node is caught by the probes.
+	PlacementCache caddy.Duration `json:"placement_cache,omitempty"`
+	// Bound on every Redis operation a request may wait for. Default 1s.
+	RedisTimeout caddy.Duration `json:"redis_timeout,omitempty"`
+	// How long a node the proxy failed to reach stays out of rotation. Default 5s.
+	FailDuration caddy.Duration `json:"fail_duration,omitempty"`
+	// How often each node's HTTP port is probed; a negative value turns the
+	// probes off (then a node the proxy failed to reach stays out for
+	// fail_duration). Default 100ms: a frozen node is found within one
+	// interval plus two timeouts.
+	ProbeInterval caddy.Duration `json:"probe_interval,omitempty"`
+	// How long a probe may take before it counts as failed; two failures in
+	// a row declare the node dead and end its sessions. Default 350ms: a node
+	// silent for ~0.7s is dead, a shorter pause (GC, a busy CPU) is not.
+	ProbeTimeout caddy.Duration `json:"probe_timeout,omitempty"`
+	// Load measure for placing new rooms: sysload (default), cpuload, rooms, clients.
+	LoadMeasure string `json:"load_measure,omitempty"`
+}
+
+// clusters holds one *cluster.Cluster per distinct resolved Cluster; it
+// outlives config reloads, so a reload reuses the Redis client and the
+// node picture.
+var clusters = caddy.NewUsagePool()
+
+// pooled lets the pool close a cluster when its last module is cleaned up.
+type pooled struct{ *cluster.Cluster }
+
+func (p pooled) Destruct() error { return p.Close() }
+
+// Config resolves placeholders ({env.*}) and returns the core's settings,
+// defaults filled in and checked.
+func (c Cluster) Config() (cluster.Config, error) {
+	repl := caddy.NewReplacer()
+	resolve := func(s string) string { return repl.ReplaceAll(s, "") }
+	cfg := cluster.Config{
+		Redis:           c.Redis.Map(resolve),
+		NodePort:        c.NodePort,
+		NodeAddresses:   c.NodeAddresses,
+		AllowNetworks:   cluster.ExpandNetworks(cluster.MapAll(resolve, c.AllowNetworks)),
+		RefreshInterval: time.Duration(c.RefreshInterval),
+		StaleAfter:      time.Duration(c.StaleAfter),
+		PlacementCache:  time.Duration(c.PlacementCache),
+		RedisTimeout:    time.Duration(c.RedisTimeout),
+		FailDuration:    time.Duration(c.FailDuration),
+		ProbeInterval:   time.Duration(c.ProbeInterval),
+		ProbeTimeout:    time.Duration(c.ProbeTimeout),
+		LoadMeasure:     resolve(c.LoadMeasure),
+	}.WithDefaults()
+	return cfg, cfg.Validate()
+}
+
+// key identifies a resolved config in the pool; hashed so that the
+// password is not kept in a readable key.
+func key(cfg cluster.Config) string {
+	b, _ := json.Marshal(cfg)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Provision returns the shared cluster for this config and a release
+// function for the module's Cleanup; livekit_lb and livekit_token use it,
+// so that they share placement.
+func (c Cluster) Provision(ctx caddy.Context) (*cluster.Cluster, func() error, error) {
+	if err := RegisterMetrics(ctx); err != nil {
+		return nil, nil, err
+	}
+	cfg, err := c.Config()
+	if err != nil {
+		return nil, nil, err
+	}
+	k := key(cfg)
+	val, _, err := clusters.LoadOrNew(k, func() (caddy.Destructor, error) {
+		cl, err := cluster.Open(cfg, ctx.Logger().Named("cluster"), metricsObserver{})
+		return pooled{cl}, err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return val.(pooled).Cluster, func() error { _, err := clusters.Delete(k); return err }, nil
+}
+
+// Open connects to the cluster for a one-off look (`caddy livekit`): no
+// refresh loop or probes of its own; call ProbeNow, and Close when done.
+func (c Cluster) Open(log *zap.Logger) (*cluster.Cluster, error) {
+	cfg, err := c.Config()
+	if err != nil {
+		return nil, err
+	}
+	cfg.RefreshInterval, cfg.ProbeInterval = time.Hour, -1
+	return cluster.Open(cfg, log, nil)
+}
+
+// Clusters returns every cluster the running config uses, for the admin API.
+func Clusters() []*cluster.Cluster {
+	var out []*cluster.Cluster
+	clusters.Range(func(_, v any) bool {
+		out = append(out, v.(pooled).Cluster)
+		return true
+	})
+	return out
+}
