@@ -67,23 +67,18 @@ func (r runResult) rate() float64 { return median(r.rates) }
 // pairedRatio is the median over batches of r's rate over o's rate in the
 // same round: batches run back to back share the machine's state of the
 // moment, so their ratio is steadier than a ratio of two medians.
-func (r runResult) pairedRatio(o runResult) float64 {
-	var ratios []float64
-	for i := range min(len(r.rates), len(o.rates)) {
-		if o.rates[i] > 0 {
-			ratios = append(ratios, r.rates[i]/o.rates[i])
-		}
-	}
-	return median(ratios)
-}
+func (r runResult) pairedRatio(o runResult) float64 { return pairedMedian(r.rates, o.rates) }
 
 // pairedCPURatio is the median over batches of r's proxy CPU per exchange
 // over o's in the same round.
-func (r runResult) pairedCPURatio(o runResult) float64 {
+func (r runResult) pairedCPURatio(o runResult) float64 { return pairedMedian(r.cpus, o.cpus) }
+
+// pairedMedian is the median of a[i]/b[i] over the batches where b[i] > 0.
+func pairedMedian(a, b []float64) float64 {
 	var ratios []float64
-	for i := range min(len(r.cpus), len(o.cpus)) {
-		if o.cpus[i] > 0 {
-			ratios = append(ratios, r.cpus[i]/o.cpus[i])
+	for i := range min(len(a), len(b)) {
+		if b[i] > 0 {
+			ratios = append(ratios, a[i]/b[i])
 		}
 	}
 	return median(ratios)

@@ -7,72 +7,13 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/livekit-lb/caddy-livekit/integration/harness"
 )
-
-// caddyPID finds the process of a harness Caddy, which does not expose it:
-// a child of this test process whose config file sets c's admin address.
-func caddyPID(t testing.TB, c *harness.Caddy) int {
-	t.Helper()
-	self := os.Getpid()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || parentOf(pid) != self {
-			continue
-		}
-		args, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil {
-			continue
-		}
-		argv := strings.Split(strings.TrimRight(string(args), "\x00"), "\x00")
-		for i, a := range argv {
-			if a != "--config" || i+1 >= len(argv) {
-				continue
-			}
-			cfg, err := os.ReadFile(argv[i+1])
-			if err == nil && strings.Contains(string(cfg), "admin "+c.AdminAddr()) {
-				return pid
-			}
-		}
-	}
-	t.Fatalf("no Caddy process with admin %s among the children of %d", c.AdminAddr(), self)
-	return 0
-}
-
-// parentOf returns the parent pid of pid, or -1.
-func parentOf(pid int) int {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return -1
-	}
-	s := string(stat)
-	i := strings.LastIndexByte(s, ')') // comm may hold spaces and parentheses
-	if i < 0 {
-		return -1
-	}
-	f := strings.Fields(s[i+1:]) // state ppid ...
-	if len(f) < 2 {
-		return -1
-	}
-	ppid, err := strconv.Atoi(f[1])
-	if err != nil {
-		return -1
-	}
-	return ppid
-}
 
 // memory is a process's resident memory from /proc/PID/status, in KiB.
 type memory struct{ rss, hwm int }
@@ -101,91 +42,6 @@ func memoryOf(pid int) (memory, error) {
 		}
 	}
 	return m, nil
-}
-
-var caddyBin string
-
-// caddyBinary is the harness's Caddy binary (CADDY_BIN, else ./cmd/caddy as
-// the harness builds it), for the Caddy processes this package starts itself.
-func caddyBinary(t testing.TB) string {
-	t.Helper()
-	if caddyBin != "" {
-		return caddyBin
-	}
-	if bin := os.Getenv("CADDY_BIN"); bin != "" {
-		caddyBin = bin
-		return bin
-	}
-	c := harness.StartCaddy(t, "http://"+harness.FreeAddr(t)+" {\n\trespond ok\n}\n")
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", caddyPID(t, c)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Stop()
-	caddyBin = exe
-	return exe
-}
-
-// ownCaddy is a Caddy process started by this package, so that its start
-// can be timed to the first routed request.
-type ownCaddy struct {
-	cmd   *exec.Cmd
-	admin string
-	log   string
-	done  chan struct{}
-}
-
-// startOwnCaddy runs `caddy run` with caddyfile (which must set admin to
-// admin) and returns at once; it is killed when the test ends.
-func startOwnCaddy(t testing.TB, admin, caddyfile string) *ownCaddy {
-	t.Helper()
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(cfg, []byte(caddyfile), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c := &ownCaddy{admin: admin, log: filepath.Join(dir, "caddy.log"), done: make(chan struct{})}
-	logf, err := os.Create(c.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.cmd = exec.Command(caddyBinary(t), "run", "--adapter", "caddyfile", "--config", cfg)
-	c.cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir)
-	c.cmd.Stdout, c.cmd.Stderr = logf, logf
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { c.cmd.Wait(); logf.Close(); close(c.done) }()
-	t.Cleanup(c.kill)
-	return c
-}
-
-func (c *ownCaddy) pid() int { return c.cmd.Process.Pid }
-
-func (c *ownCaddy) exited() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (c *ownCaddy) kill() {
-	if !c.exited() {
-		c.cmd.Process.Kill()
-	}
-	<-c.done
-}
-
-// logTail is the end of the Caddy log, for failure messages.
-func (c *ownCaddy) logTail() string {
-	data, _ := os.ReadFile(c.log)
-	if len(data) > 3000 {
-		data = data[len(data)-3000:]
-	}
-	return string(data)
 }
 
 var adminClient = &http.Client{Timeout: 30 * time.Second}

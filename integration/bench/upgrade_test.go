@@ -22,30 +22,6 @@ const (
 
 var modes = []string{modeOurs, modeOursCold, modeStock, modeDirect}
 
-// upgradeCaddyfile is one Caddy with two sites over the same backends: our
-// livekit_lb (known rooms from room_node_map) and stock reverse_proxy.
-func upgradeCaddyfile(lbAddr, rpAddr, redisAddr string, nodes []fakeNode, port int) string {
-	ups := ""
-	for _, n := range nodes {
-		ups += fmt.Sprintf(" %s:%d", n.IP, port)
-	}
-	return fmt.Sprintf(`http://%s {
-	livekit_lb %s {
-		allow_networks 127.0.0.0/8
-		api_key `+harness.APIKey+`
-		api_secret `+harness.APISecret+`
-		node_port %d
-	}
-}
-
-http://%s {
-	reverse_proxy%s {
-		lb_policy round_robin
-	}
-}
-`, lbAddr, redisAddr, port, rpAddr, ups)
-}
-
 // BenchmarkUpgrade: WebSocket upgrade throughput and latency of LiveKit-like
 // signal connections through livekit_lb, through stock reverse_proxy (same
 // Caddy process, another site) and direct to the backends, on fake nodes
@@ -59,113 +35,161 @@ http://%s {
 // upgrade is read from /proc and is far less sensitive to that noise.
 func BenchmarkUpgrade(b *testing.B) {
 	defer took(b, time.Now())
-	conc := concurrency()
-	rounds := pick(40, 10)
-	perRound := pick(400, 150)  // exchanges per mode and round, conc clients
-	latPerRound := pick(80, 30) // exchanges per mode and round, one client
-	warm := pick(1000, 300)     // per mode, before measuring
-	limit := pick(60*time.Second, 15*time.Second)
-	const hotRooms = 3 // one per node
-	coldRooms := warm + rounds*(perRound+latPerRound)
-	if os.Getenv("LKBENCH_PPROF") != "" {
-		coldRooms += 100_000
-	}
-
+	u := startUpgradeBench(b)
 	ctx := context.Background()
-	redis := harness.StartRedis(b)
-	nodes := fakeNodes(3) // 127.0.0.2 .. 127.0.0.4
-	port := harness.FreePort(b)
-	startBackend(b, nodes, port, false)
-	registerNodes(b, redis.Client(), nodes)
-	if err := fillRooms(ctx, redis.Client(), nodes, 0, hotRooms+coldRooms); err != nil {
-		b.Fatal(err)
-	}
-	lbAddr, rpAddr := harness.FreeAddr(b), harness.FreeAddr(b)
-	caddy := harness.StartCaddy(b, upgradeCaddyfile(lbAddr, rpAddr, redis.Addr(), nodes, port))
-
-	tokens := map[int]string{}
-	token := func(room int) string {
-		t, ok := tokens[room]
-		if !ok {
-			t = harness.Token(roomName(room), "bench-"+strconv.Itoa(room))
-			tokens[room] = t
-		}
-		return t
-	}
-	base := map[string]func(room int) string{
-		modeOurs:     func(int) string { return "ws://" + lbAddr },
-		modeOursCold: func(int) string { return "ws://" + lbAddr },
-		modeStock:    func(int) string { return "ws://" + rpAddr },
-		modeDirect:   func(room int) string { return fmt.Sprintf("ws://%s:%d", nodes[room%len(nodes)].IP, port) },
-	}
-	// Every mode but the hot one walks through the cold rooms in the same
-	// order, each room once; the hot one cycles through rooms 0..2.
-	cursor := map[string]int{}
-	targets := func(mode string, n int) []target {
-		ts := make([]target, n)
-		for i := range ts {
-			room := hotRooms + cursor[mode]%coldRooms
-			if mode == modeOurs {
-				room = cursor[mode] % hotRooms
-			}
-			cursor[mode]++
-			ts[i] = target{url: rtcURL(base[mode](room), token(room)), node: nodes[room%len(nodes)].ID}
-		}
-		return ts
-	}
-
 	for _, m := range modes {
-		if err := runExchanges(ctx, targets(m, warm), conc, limit).err(); err != nil {
+		if err := runExchanges(ctx, u.targets(m, u.warm), u.conc, u.limit).err(); err != nil {
 			b.Fatalf("%s warm-up: %v", m, err)
 		}
 	}
-	loaded := map[string]*runResult{}
-	single := map[string]*runResult{}
-	for _, m := range modes {
-		loaded[m], single[m] = &runResult{}, &runResult{}
+	u.measure()
+	if dir := os.Getenv("LKBENCH_PPROF"); dir != "" {
+		u.profile(dir)
 	}
-	pid := caddyPID(b, caddy)
-	for r := range rounds {
+	u.report()
+	u.check()
+}
+
+// upgradeBench is BenchmarkUpgrade's set-up and what it measured.
+type upgradeBench struct {
+	b                                   *testing.B
+	conc, rounds, perRound, latPerRound int
+	warm, coldRooms                     int
+	limit                               time.Duration
+	nodes                               []fakeNode
+	port                                int
+	caddy                               *harness.Caddy
+	base                                map[string]func(room int) string
+	tokens                              map[int]string
+	cursor                              map[string]int
+	loaded, single                      map[string]*runResult
+}
+
+const hotRooms = 3 // one per node
+
+// startUpgradeBench starts Redis, three fake nodes with every room placed
+// on them, and one Caddy with two sites over the same backends: our
+// livekit_lb (known rooms from room_node_map) and stock reverse_proxy.
+func startUpgradeBench(b *testing.B) *upgradeBench {
+	u := &upgradeBench{b: b, conc: concurrency(), rounds: pick(40, 10),
+		perRound:    pick(400, 150),  // exchanges per mode and round, conc clients
+		latPerRound: pick(80, 30),    // exchanges per mode and round, one client
+		warm:        pick(1000, 300), // per mode, before measuring
+		limit:       pick(60*time.Second, 15*time.Second),
+		tokens:      map[int]string{}, cursor: map[string]int{},
+		loaded: map[string]*runResult{}, single: map[string]*runResult{}}
+	u.coldRooms = u.warm + u.rounds*(u.perRound+u.latPerRound)
+	if os.Getenv("LKBENCH_PPROF") != "" {
+		u.coldRooms += 100_000
+	}
+	for _, m := range modes {
+		u.loaded[m], u.single[m] = &runResult{}, &runResult{}
+	}
+
+	redis := harness.StartRedis(b)
+	u.nodes = fakeNodes(3) // 127.0.0.2 .. 127.0.0.4
+	u.port = harness.FreePort(b)
+	startBackend(b, u.nodes, u.port, false)
+	registerNodes(b, redis.Client(), u.nodes)
+	if err := fillRooms(context.Background(), redis.Client(), u.nodes, 0, hotRooms+u.coldRooms); err != nil {
+		b.Fatal(err)
+	}
+	lbAddr, rpAddr := harness.FreeAddr(b), harness.FreeAddr(b)
+	var ups []string
+	for _, n := range u.nodes {
+		ups = append(ups, fmt.Sprintf("%s:%d", n.IP, u.port))
+	}
+	u.caddy = harness.StartCaddy(b, harness.LBSite(lbAddr, harness.LB{Redis: redis.Addr(), Options: []string{fmt.Sprintf("node_port %d", u.port)}})+
+		harness.StockSite(rpAddr, ups, "lb_policy round_robin"))
+	u.base = map[string]func(room int) string{
+		modeOurs:     func(int) string { return "ws://" + lbAddr },
+		modeOursCold: func(int) string { return "ws://" + lbAddr },
+		modeStock:    func(int) string { return "ws://" + rpAddr },
+		modeDirect:   func(room int) string { return fmt.Sprintf("ws://%s:%d", u.nodes[room%len(u.nodes)].IP, u.port) },
+	}
+	return u
+}
+
+func (u *upgradeBench) token(room int) string {
+	t, ok := u.tokens[room]
+	if !ok {
+		t = harness.Token(roomName(room), "bench-"+strconv.Itoa(room))
+		u.tokens[room] = t
+	}
+	return t
+}
+
+// targets are the next n exchanges of mode. Every mode but the hot one
+// walks through the cold rooms in the same order, each room once; the hot
+// one cycles through rooms 0..2.
+func (u *upgradeBench) targets(mode string, n int) []target {
+	ts := make([]target, n)
+	for i := range ts {
+		room := hotRooms + u.cursor[mode]%u.coldRooms
+		if mode == modeOurs {
+			room = u.cursor[mode] % hotRooms
+		}
+		u.cursor[mode]++
+		ts[i] = target{url: rtcURL(u.base[mode](room), u.token(room)), node: u.nodes[room%len(u.nodes)].ID}
+	}
+	return ts
+}
+
+// measure runs the rounds: a batch per mode with conc clients (Caddy's CPU
+// time and allocations measured), then exchanges with one client, the
+// modes taking turns exchange by exchange.
+func (u *upgradeBench) measure() {
+	ctx := context.Background()
+	admin := u.caddy.AdminAddr()
+	pid := u.caddy.PID()
+	for r := range u.rounds {
 		for k := range modes {
 			m := modes[(r+k)%len(modes)]
-			ts := targets(m, perRound)
-			b0, n0, err0 := allocs(caddy.AdminAddr())
+			ts := u.targets(m, u.perRound)
+			b0, n0, err0 := allocs(admin)
 			before := cpuTime(pid)
-			res := runExchanges(ctx, ts, conc, limit)
+			res := runExchanges(ctx, ts, u.conc, u.limit)
 			res.cpu = cpuTime(pid) - before
 			if res.done > 0 {
 				res.cpus = []float64{res.cpu.Seconds() / float64(res.done)}
 			}
-			b1, n1, err1 := allocs(caddy.AdminAddr())
+			b1, n1, err1 := allocs(admin)
 			if err0 == nil && err1 == nil {
 				res.allocB, res.allocN = b1-b0, n1-n0
 			}
-			loaded[m].add(res)
+			u.loaded[m].add(res)
 		}
-		// one client: the modes take turns exchange by exchange
-		for i := range latPerRound {
+		for i := range u.latPerRound {
 			for k := range modes {
 				m := modes[(i+k)%len(modes)]
-				single[m].add(runExchanges(ctx, targets(m, 1), 1, limit))
+				u.single[m].add(runExchanges(ctx, u.targets(m, 1), 1, u.limit))
 			}
 		}
 	}
+}
 
-	if dir := os.Getenv("LKBENCH_PPROF"); dir != "" {
-		for _, m := range []string{modeOurs, modeOursCold, modeStock} {
-			heap := "http://" + caddy.AdminAddr() + "/debug/pprof/allocs"
-			if err := saveURL(heap, filepath.Join(dir, m+".allocs-before.pprof")); err != nil {
-				b.Error(err)
-			}
-			profileUnder(b, caddy.AdminAddr(), 5, filepath.Join(dir, m+".cpu.pprof"), func() {
-				runExchanges(ctx, targets(m, 300), conc, limit)
-			})
-			if err := saveURL(heap, filepath.Join(dir, m+".allocs-after.pprof")); err != nil {
-				b.Error(err)
-			}
+// profile takes CPU and allocation profiles of Caddy into dir under each
+// proxied mode.
+func (u *upgradeBench) profile(dir string) {
+	b, admin := u.b, u.caddy.AdminAddr()
+	for _, m := range []string{modeOurs, modeOursCold, modeStock} {
+		heap := "http://" + admin + "/debug/pprof/allocs"
+		if err := saveURL(heap, filepath.Join(dir, m+".allocs-before.pprof")); err != nil {
+			b.Error(err)
+		}
+		profileUnder(b, admin, 5, filepath.Join(dir, m+".cpu.pprof"), func() {
+			runExchanges(context.Background(), u.targets(m, 300), u.conc, u.limit)
+		})
+		if err := saveURL(heap, filepath.Join(dir, m+".allocs-after.pprof")); err != nil {
+			b.Error(err)
 		}
 	}
+}
 
+// report prints the table and the ratios, and reports them as metrics.
+func (u *upgradeBench) report() {
+	b, conc, rounds, perRound, latPerRound := u.b, u.conc, u.rounds, u.perRound, u.latPerRound
+	loaded, single := u.loaded, u.single
 	var rows [][]string
 	for _, m := range modes {
 		l, s := loaded[m], single[m]
@@ -214,7 +238,12 @@ func BenchmarkUpgrade(b *testing.B) {
 	for _, m := range []string{modeOurs, modeOursCold} {
 		metrics(b, "ratios-"+m, ratios[m])
 	}
+}
 
+// check fails on failed exchanges and on exchanges that landed on another
+// node than their room's.
+func (u *upgradeBench) check() {
+	b, loaded, single := u.b, u.loaded, u.single
 	for _, m := range modes {
 		l, s := loaded[m], single[m]
 		for _, r := range []*runResult{l, s} {

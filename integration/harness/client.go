@@ -16,8 +16,12 @@ import (
 var LBKeys = []string{"api_key " + APIKey, "api_secret " + APISecret}
 
 // Token is an access token for identity to join room, signed with APIKey/APISecret.
-func Token(room, identity string) string {
-	at := auth.NewAccessToken(APIKey, APISecret).
+func Token(room, identity string) string { return TokenWith(APIKey, APISecret, room, identity) }
+
+// TokenWith is an access token for identity to join room, signed with key
+// and secret.
+func TokenWith(key, secret, room, identity string) string {
+	at := auth.NewAccessToken(key, secret).
 		SetIdentity(identity).
 		SetValidFor(time.Hour).
 		SetVideoGrant(&auth.VideoGrant{RoomJoin: true, Room: room})

@@ -129,15 +129,7 @@ func TestPlacedRoomWinsOverLoad(t *testing.T) {
 
 	c.Place(t, "meeting", busy.ID())
 	meeting := harness.Join(t, c.proxy.WS(), "meeting", "meeting-host")
-	if got := c.MustSignalNode(t, "meeting-host"); got != busy.ID() {
-		t.Errorf("meeting-host signalled through %s; meeting was placed on %s", c.Name(got), c.Name(busy.ID()))
-	}
-	if got := c.RoomNode("meeting"); got != busy.ID() {
-		t.Errorf("room_node_map[meeting] = %s after the join, want %s", c.Name(got), c.Name(busy.ID()))
-	}
-	if got := meeting.ServerInfo().GetNodeId(); got != busy.ID() {
-		t.Errorf("meeting's JoinResponse names %s, want %s", c.Name(got), c.Name(busy.ID()))
-	}
+	c.checkLanded(t, meeting, "meeting", "meeting-host", busy.ID(), "where meeting was placed")
 
 	// control: without a placement, load decides, so a new room goes to the
 	// lightly loaded node; otherwise the assertions above prove nothing
@@ -180,16 +172,23 @@ func TestDeadNodesRoomIsReplaced(t *testing.T) {
 	t.Cleanup(second.Disconnect)
 	t.Logf("kill of %s -> successful join of r: %v", c.Name(x), elapsed)
 
-	if got := c.MustSignalNode(t, "after-crash"); got != other.ID() {
-		t.Errorf("after-crash signalled through %s, want the surviving %s", c.Name(got), c.Name(other.ID()))
-	}
-	if got := c.RoomNode("r"); got != other.ID() {
-		t.Errorf("room_node_map[r] = %s, want the surviving %s", c.Name(got), c.Name(other.ID()))
-	}
-	if got := second.ServerInfo().GetNodeId(); got != other.ID() {
-		t.Errorf("after-crash's JoinResponse names %s, want %s", c.Name(got), c.Name(other.ID()))
-	}
+	c.checkLanded(t, second, "r", "after-crash", other.ID(), "the surviving node")
 	if len(c.proxy.Logged("room re-placed", "room", "r", "from", x, "to", other.ID())) == 0 {
 		t.Errorf("Caddy did not log the re-placement of r from %s to %s", x, other.ID())
+	}
+}
+
+// checkLanded: identity's signal WebSocket, room_node_map[room] and the
+// JoinResponse of lk all name want (why: what want is, for messages).
+func (c *cluster) checkLanded(t *testing.T, lk *lksdk.Room, room, identity, want, why string) {
+	t.Helper()
+	if got := c.MustSignalNode(t, identity); got != want {
+		t.Errorf("%s signalled through %s; want %s, %s", identity, c.Name(got), why, c.Name(want))
+	}
+	if got := c.RoomNode(room); got != want {
+		t.Errorf("room_node_map[%s] = %s after the join; want %s, %s", room, c.Name(got), why, c.Name(want))
+	}
+	if got := lk.ServerInfo().GetNodeId(); got != want {
+		t.Errorf("%s's JoinResponse names %s; want %s, %s", identity, c.Name(got), why, c.Name(want))
 	}
 }

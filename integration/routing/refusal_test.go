@@ -55,8 +55,8 @@ func jsonError(t *testing.T, what string, resp *http.Response, status int) strin
 func TestBadTokenRefusedWithJSON(t *testing.T) {
 	c := startCluster(t, 2) // every livekit_lb of the tests verifies
 
-	otherSecret := tokenWith(harness.APIKey, "another-secret-of-at-least-32-characters", "vip", "mallory")
-	otherKey := tokenWith("otherkey", harness.APISecret, "vip", "mallory")
+	otherSecret := harness.TokenWith(harness.APIKey, "another-secret-of-at-least-32-characters", "vip", "mallory")
+	otherKey := harness.TokenWith("otherkey", harness.APISecret, "vip", "mallory")
 	cases := []struct {
 		name   string
 		path   string
@@ -189,7 +189,7 @@ func TestVerifyOffNeverPlaces(t *testing.T) {
 	for i := range 200 {
 		room := fmt.Sprintf("made-up-%d-%s", i, strings.Repeat("x", 10<<10))
 		req, _ := http.NewRequest(http.MethodGet, c.proxy.HTTP()+"/rtc/validate", nil)
-		req.Header.Set("Authorization", "Bearer "+tokenWith(harness.APIKey, forged, room, "mallory"))
+		req.Header.Set("Authorization", "Bearer "+harness.TokenWith(harness.APIKey, forged, room, "mallory"))
 		resp, err := httpClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/livekit-lb/caddy-livekit/integration/harness"
-	"github.com/livekit/protocol/auth"
 )
 
 func TestMain(m *testing.M) { harness.Main(m) }
@@ -46,17 +45,4 @@ func (c *cluster) waitNodeRooms(want map[string]int32, timeout time.Duration) (m
 		}
 		return got, ok
 	})
-}
-
-// tokenWith is an access token for identity in room signed with key/secret.
-func tokenWith(key, secret, room, identity string) string {
-	at := auth.NewAccessToken(key, secret).
-		SetIdentity(identity).
-		SetValidFor(time.Hour).
-		SetVideoGrant(&auth.VideoGrant{RoomJoin: true, Room: room})
-	jwt, err := at.ToJWT()
-	if err != nil {
-		panic(err)
-	}
-	return jwt
 }
