@@ -96,14 +96,21 @@ func (e LogEntry) Has(kv ...string) bool {
 func (c *Caddy) LogEntries() []LogEntry {
 	var out []LogEntry
 	for _, line := range c.proc.logs.Lines() {
-		var e LogEntry
-		if json.Unmarshal([]byte(line), &e) != nil || e.Msg == "" || json.Unmarshal([]byte(line), &e.Fields) != nil {
-			continue
+		if e, ok := ParseLogLine(line); ok {
+			out = append(out, e)
 		}
-		e.Raw = line
-		out = append(out, e)
 	}
 	return out
+}
+
+// ParseLogLine reads one JSON log line of Caddy (zap); ok is false for a
+// line that is not JSON or has no message.
+func ParseLogLine(line string) (e LogEntry, ok bool) {
+	if json.Unmarshal([]byte(line), &e) != nil || e.Msg == "" || json.Unmarshal([]byte(line), &e.Fields) != nil {
+		return LogEntry{}, false
+	}
+	e.Raw = line
+	return e, true
 }
 
 // Logged returns the entries with message msg and the fields kv (key,

@@ -4,12 +4,9 @@
 package tokenflow
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"testing"
 	"time"
 
@@ -49,22 +46,15 @@ type created struct {
 
 func (s *stack) createRoom(t *testing.T, key, body string) (int, created) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", s.proxy.HTTP()+"/api/create-room", bytes.NewBufferString(body))
-	req.Header.Set("Content-Type", "application/json")
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	status, raw, err := harness.CreateRoom(s.proxy.HTTP(), key, body, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
 	var c created
 	if err := json.Unmarshal(raw, &c); err != nil {
-		t.Fatalf("status %d, body %q is not JSON", resp.StatusCode, raw)
+		t.Fatalf("status %d, body %q is not JSON", status, raw)
 	}
-	return resp.StatusCode, c
+	return status, c
 }
 
 // Create-room through Caddy, then join with the returned url and token: the
