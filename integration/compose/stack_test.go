@@ -11,23 +11,21 @@
 package compose
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math/big"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/livekit-lb/caddy-livekit/integration/harness"
 )
 
 var (
@@ -250,244 +248,7 @@ func (s *stack) dockerExec(service string, args ...string) string {
 	return string(out)
 }
 
-// redisHash is HGETALL of key.
-func (s *stack) redisHash(key string) map[string]string {
-	lines := strings.Split(strings.TrimRight(s.dockerExec("redis", "redis-cli", "--raw", "hgetall", key), "\n"), "\n")
-	m := map[string]string{}
-	for i := 0; i+1 < len(lines); i += 2 {
-		m[lines[i]] = lines[i+1]
-	}
-	return m
-}
-
-// keysScript answers, for every key: key, type, sha1(DUMP), sha1(content), PTTL. The content
-// digest is canonical (hash fields and set members sorted): a hash in hashtable encoding DUMPs its
-// fields in the dict's iteration order, which a RESTORE does not always reproduce.
-const keysScript = `local out = {}
-for _, k in ipairs(redis.call('KEYS', '*')) do
-  local d = redis.call('DUMP', k)
-  if d then
-    local t = redis.call('TYPE', k).ok
-    local c = {}
-    if t == 'string' then c = {redis.call('GET', k)}
-    elseif t == 'hash' then
-      local h = redis.call('HGETALL', k)
-      local f = {}
-      for i = 1, #h, 2 do table.insert(f, h[i] .. '\0' .. h[i + 1]) end
-      table.sort(f); c = f
-    elseif t == 'set' then c = redis.call('SMEMBERS', k); table.sort(c)
-    elseif t == 'zset' then c = redis.call('ZRANGE', k, 0, -1, 'WITHSCORES')
-    elseif t == 'list' then c = redis.call('LRANGE', k, 0, -1)
-    else c = {d} end
-    table.insert(out, k); table.insert(out, t); table.insert(out, redis.sha1hex(d))
-    table.insert(out, redis.sha1hex(table.concat(c, '\1'))); table.insert(out, tostring(redis.call('PTTL', k)))
-  end
-end
-return out`
-
-// keyState is one key as keysScript sees it.
-type keyState struct {
-	Type, Dump, Content string
-	PTTL                int64
-}
-
-// redisKeys is every key's state.
-func (s *stack) redisKeys() map[string]keyState {
-	out := strings.TrimRight(s.dockerExec("redis", "redis-cli", "--raw", "eval", keysScript, "0"), "\n")
-	m := map[string]keyState{}
-	if out == "" {
-		return m
-	}
-	lines := strings.Split(out, "\n")
-	for i := 0; i+4 < len(lines); i += 5 {
-		var ttl int64
-		fmt.Sscan(lines[i+4], &ttl)
-		m[lines[i]] = keyState{Type: lines[i+1], Dump: lines[i+2], Content: lines[i+3], PTTL: ttl}
-	}
-	return m
-}
-
-// nodeIDs maps LiveKit node IDs to their service (livekit1...) through caddy livekit status.
-func (s *stack) nodeIDs(caddy string) map[string]string {
-	var st struct {
-		Nodes []struct {
-			ID string `json:"id"`
-			IP string `json:"ip"`
-		} `json:"nodes"`
-	}
-	out := s.dockerExec(caddy, "caddy", "livekit", "status", "--json", "--config", "/etc/caddy/Caddyfile")
-	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &st); err != nil {
-		s.t.Fatalf("caddy livekit status --json: %v\n%s", err, out)
-	}
-	byIP := map[string]string{}
-	for i, ip := range strings.Split(s.vars["NODES"], ",") {
-		byIP[ip] = fmt.Sprintf("livekit%d", i+1)
-	}
-	m := map[string]string{}
-	for _, n := range st.Nodes {
-		if svc, ok := byIP[n.IP]; ok {
-			m[n.ID] = svc
-		}
-	}
-	return m
-}
-
-// wsConnected maps identity -> node services whose log has "new client WS connected" for it.
-func (s *stack) wsConnected(services ...string) map[string][]string {
-	m := map[string][]string{}
-	for _, svc := range services {
-		id := s.container(svc)
-		out, _ := exec.Command("docker", "logs", id).CombinedOutput()
-		for _, line := range strings.Split(string(out), "\n") {
-			if !strings.Contains(line, "new client WS connected") {
-				continue
-			}
-			var l struct {
-				Participant string `json:"participant"`
-			}
-			if json.Unmarshal([]byte(line[strings.Index(line, "{"):]), &l) == nil && l.Participant != "" {
-				m[l.Participant] = append(m[l.Participant], svc)
-			}
-		}
-	}
-	return m
-}
-
-// createRoom calls the create-room endpoint from the host, on the published loopback port.
-func (s *stack) createRoom(portVar, room, identity string) {
-	s.t.Helper()
-	body := fmt.Sprintf(`{"room_name": %q, "user_name": %q, "identity": %q}`, room, identity, identity)
-	req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:"+s.vars[portVar]+"/api/create-room", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+s.vars["CREATE_ROOM_KEY"])
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
-	if err != nil {
-		s.t.Fatalf("create-room %s: %v", room, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || !bytes.Contains(b, []byte(`"token"`)) {
-		s.t.Fatalf("create-room %s: HTTP %d %s", room, resp.StatusCode, b)
-	}
-}
-
-// client is one lkclient container on the stack's network.
-type client struct {
-	t     *testing.T
-	name  string
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	lines chan map[string]any
-	done  chan error
-	mu    sync.Mutex
-	log   bytes.Buffer
-}
-
-// startClient runs lkclient on the stack's network against the given Caddy service (http://caddy:80 ...).
-func (s *stack) startClient(caddy string, args ...string) *client {
-	s.t.Helper()
-	return s.runClient([]string{"--network", s.project + "_lk"}, "http://"+caddy+":80", args...)
-}
-
-// runClient runs lkclient in a container made with the docker run options opts, against api.
-func (s *stack) runClient(opts []string, api string, args ...string) *client {
-	s.t.Helper()
-	c := &client{t: s.t, name: s.project + "-client-" + randHex(3), lines: make(chan map[string]any, 100), done: make(chan error, 1)}
-	dargs := append([]string{"run", "--rm", "-i", "--name", c.name}, opts...)
-	dargs = append(dargs, "-e", "CREATE_ROOM_KEY="+s.vars["CREATE_ROOM_KEY"], clientImage, "-api", api)
-	c.cmd = exec.Command("docker", append(dargs, args...)...)
-	c.cmd.Stderr = &lockedWriter{c}
-	stdout, err := c.cmd.StdoutPipe()
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
-		s.t.Fatal(err)
-	}
-	if err := c.cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil {
-				c.lines <- m
-			} else {
-				_, _ = (&lockedWriter{c}).Write(append(sc.Bytes(), '\n'))
-			}
-		}
-		close(c.lines)
-		c.done <- c.cmd.Wait()
-	}()
-	s.t.Cleanup(func() {
-		_ = c.stdin.Close()
-		_ = exec.Command("docker", "rm", "-f", c.name).Run()
-	})
-	return c
-}
-
-type lockedWriter struct{ c *client }
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.c.mu.Lock()
-	defer w.c.mu.Unlock()
-	return w.c.log.Write(p)
-}
-
-func (c *client) stderr() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.log.String()
-}
-
-// next waits for the client's next JSON line; an "error" line or an exit fails the test.
-func (c *client) next(timeout time.Duration) map[string]any {
-	c.t.Helper()
-	select {
-	case m, ok := <-c.lines:
-		if !ok {
-			c.t.Fatalf("lkclient exited without a result: %v\n%s", <-c.done, c.stderr())
-		}
-		if m["event"] == "error" {
-			c.t.Fatalf("lkclient: %v\n%s", m["error"], c.stderr())
-		}
-		return m
-	case <-time.After(timeout):
-		c.t.Fatalf("lkclient: no result within %s\n%s", timeout, c.stderr())
-	}
-	return nil
-}
-
-func (c *client) send(line string) {
-	_, _ = io.WriteString(c.stdin, line+"\n")
-}
-
-// wait closes stdin and waits for the client to exit.
-func (c *client) wait(timeout time.Duration) {
-	c.t.Helper()
-	_ = c.stdin.Close()
-	for range c.lines {
-	}
-	select {
-	case err := <-c.done:
-		if err != nil {
-			c.t.Fatalf("lkclient: %v\n%s", err, c.stderr())
-		}
-	case <-time.After(timeout):
-		c.t.Fatalf("lkclient did not exit within %s", timeout)
-	}
-}
-
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-}
+func freePort(t *testing.T) string { return strconv.Itoa(harness.FreePort(t)) }
 
 var subnetMu sync.Mutex
 
