@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,10 +66,9 @@ func (v *view) current() *snapshot { return v.snap.Load() }
 // run refreshes until ctx ends; a refresh asked for by refreshNow runs here
 // too, so that nothing else ever writes the view's state.
 func (v *view) run(ctx context.Context) {
-	var once sync.Once
+	v.refresh(ctx)
+	close(v.loaded)
 	for {
-		v.refresh(ctx)
-		once.Do(func() { close(v.loaded) })
 		// while Redis is unreachable, look more often: routing is whole again
 		// as soon as it answers
 		wait := v.every
@@ -83,6 +81,7 @@ func (v *view) run(ctx context.Context) {
 			t.Stop()
 			return
 		case <-t.C:
+			v.refresh(ctx)
 		case done := <-v.kicks:
 			t.Stop()
 			v.refresh(ctx)

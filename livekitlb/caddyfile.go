@@ -102,14 +102,6 @@ func parseLiveKitLB(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 func (lb *Handler) unmarshal(d *caddyfile.Dispenser, proxy *[]caddyfile.Token) error {
 	return lb.Cluster.UnmarshalCaddyfileBlock(d, "livekit_lb", func(d *caddyfile.Dispenser) error {
 		switch d.Val() {
-		case "api_key":
-			if !d.AllArgs(&lb.APIKey) {
-				return d.ArgErr()
-			}
-		case "api_secret":
-			if !d.AllArgs(&lb.APISecret) {
-				return d.ArgErr()
-			}
 		case "verify":
 			if !d.AllArgs(&lb.Verify) {
 				return d.ArgErr()

@@ -41,7 +41,8 @@ func (c *Cluster) UnmarshalCaddyfileBlock(d *caddyfile.Dispenser, directive stri
 
 // UnmarshalOption parses the cluster option at the dispenser's cursor, if
 // it is one (redis, node_port, node_address, allow_networks, the durations,
-// load_measure), so that every directive spells them the same way.
+// load_measure, api_key, api_secret), so that every directive spells them
+// the same way.
 func (c *Cluster) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 	switch d.Val() {
 	case "redis":
@@ -90,6 +91,14 @@ func (c *Cluster) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 			"fail_duration": &c.FailDuration, "probe_interval": &c.ProbeInterval,
 			"probe_timeout": &c.ProbeTimeout,
 		}[name] = caddy.Duration(v)
+	case "api_key":
+		if !d.AllArgs(&c.APIKey) {
+			return true, d.ArgErr()
+		}
+	case "api_secret":
+		if !d.AllArgs(&c.APISecret) {
+			return true, d.ArgErr()
+		}
 	case "load_measure":
 		if !d.NextArg() {
 			return true, d.ArgErr()

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -52,6 +53,24 @@ type Cluster struct {
 	ProbeTimeout caddy.Duration `json:"probe_timeout,omitempty"`
 	// Load measure for placing new rooms: sysload (default), cpuload, rooms, clients.
 	LoadMeasure string `json:"load_measure,omitempty"`
+
+	// The cluster's API key and secret (livekit.yaml's `keys`), usually
+	// {env.LIVEKIT_API_KEY} and {env.LIVEKIT_API_SECRET}: livekit_lb
+	// verifies tokens with them, livekit_token signs its own.
+	APIKey    string `json:"api_key,omitempty"`
+	APISecret string `json:"api_secret,omitempty"`
+}
+
+// Keys returns the API key and secret, placeholders resolved, or an error
+// naming module when either is missing (an {env.*} placeholder may be
+// empty) or the secret is shorter than LiveKit allows.
+func (c Cluster) Keys(module string) (key, secret string, err error) {
+	repl := caddy.NewReplacer()
+	key, secret = repl.ReplaceAll(c.APIKey, ""), repl.ReplaceAll(c.APISecret, "")
+	if key == "" || secret == "" {
+		return key, secret, fmt.Errorf("%s: api_key and api_secret are required (is an {env.*} placeholder empty?)", module)
+	}
+	return key, secret, cluster.CheckSecret(module+": api_secret", secret)
 }
 
 // clusters holds one *cluster.Cluster per distinct resolved Cluster; it

@@ -27,11 +27,9 @@ func init() {
 type Handler struct {
 	Cluster
 
-	// Tokens are verified (signature, issuer, nbf/exp) with these, as
-	// LiveKit does, and a bad one is refused with 401 before any node sees
-	// it. Both are required unless Verify is "off".
-	APIKey    string `json:"api_key,omitempty"`
-	APISecret string `json:"api_secret,omitempty"`
+	// Tokens are verified (signature, issuer, nbf/exp) with the cluster's
+	// api_key and api_secret, as LiveKit does, and a bad one is refused with
+	// 401 before any node sees it. Both are required unless Verify is "off":
 	// "off" routes by the room of tokens nobody checked (LiveKit still
 	// verifies them): such a token never writes a placement, so a new room's
 	// first join may land on a node other than the room's. Default "on".
@@ -55,10 +53,8 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision joins the shared cluster.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	repl := caddy.NewReplacer()
-	h.apiKey = repl.ReplaceAll(h.APIKey, "")
-	h.apiSecret = repl.ReplaceAll(h.APISecret, "")
-	switch v := repl.ReplaceAll(h.Verify, ""); v {
+	h.apiKey, h.apiSecret, _ = h.Keys("livekit_lb") // Validate says what is wrong
+	switch v := caddy.NewReplacer().ReplaceAll(h.Verify, ""); v {
 	case "", "on":
 	case "off":
 		h.verifyOff = true
@@ -71,16 +67,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 }
 
 // Validate checks the token settings: verification cannot be switched off
-// by an {env.*} placeholder that happens to be empty.
+// by an {env.*} placeholder that happens to be empty, only by `verify off`.
 func (h *Handler) Validate() error {
 	if h.verifyOff {
 		return nil
 	}
-	if h.apiKey == "" || h.apiSecret == "" {
-		return errors.New("livekit_lb: api_key and api_secret are required to verify tokens " +
-			"(is an {env.*} placeholder empty?); `verify off` routes without verifying")
+	if _, _, err := h.Keys("livekit_lb"); err != nil {
+		return fmt.Errorf("%w; `verify off` routes without verifying", err)
 	}
-	return cluster.CheckSecret("livekit_lb: api_secret", h.apiSecret)
+	return nil
 }
 
 // Cleanup releases the shared cluster.

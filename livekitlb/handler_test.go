@@ -157,7 +157,7 @@ func TestHandlerProvisionValidation(t *testing.T) {
 		}
 		cancel()
 	}
-	h := Handler{Cluster: Cluster{Redis: cluster.RedisConfig{Address: "127.0.0.1:1"}}, APIKey: "k"}
+	h := Handler{Cluster: Cluster{Redis: cluster.RedisConfig{Address: "127.0.0.1:1"}, APIKey: "k"}}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	if err := h.Provision(ctx); err != nil {

@@ -21,15 +21,16 @@ import (
 func TestVerifyRequiredUnlessOff(t *testing.T) {
 	for name, h := range map[string]*Handler{
 		"no keys":      {},
-		"no secret":    {apiKey: "k"},
-		"short secret": {apiKey: "k", apiSecret: "short"},
+		"no secret":    {Cluster: Cluster{APIKey: "k"}},
+		"short secret": {Cluster: Cluster{APIKey: "k", APISecret: "short"}},
+		"empty env":    {Cluster: Cluster{APIKey: "{env.LKLB_TEST_UNSET}", APISecret: "{env.LKLB_TEST_UNSET}"}},
 	} {
 		if err := h.Validate(); err == nil {
 			t.Errorf("%s: validated", name)
 		}
 	}
 	for name, h := range map[string]*Handler{
-		"keys":       {apiKey: testKey, apiSecret: testSecret},
+		"keys":       {Cluster: Cluster{APIKey: testKey, APISecret: testSecret}},
 		"verify off": {verifyOff: true},
 	} {
 		if err := h.Validate(); err != nil {

@@ -52,10 +52,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 func (h *Handler) unmarshalOption(d *caddyfile.Dispenser) error {
 	var ok bool
 	switch name := d.Val(); name {
-	case "api_key":
-		ok = d.AllArgs(&h.APIKey)
-	case "api_secret":
-		ok = d.AllArgs(&h.APISecret)
 	case "public_url":
 		ok = d.AllArgs(&h.PublicURL)
 	case "auth_key":

@@ -30,10 +30,6 @@ func init() {
 type Handler struct {
 	livekitlb.Cluster
 
-	// Key and secret the tokens are signed with: `{env.LIVEKIT_API_KEY}`.
-	APIKey    string `json:"api_key,omitempty"`
-	APISecret string `json:"api_secret,omitempty"`
-
 	// Public address clients connect to, e.g. wss://livekit.example.com.
 	// Default: derived from the request (Host, TLS, X-Forwarded-Proto and
 	// X-Forwarded-Host from Caddy's trusted_proxies).
@@ -99,8 +95,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
-	h.apiKey = repl.ReplaceAll(h.APIKey, "")
-	h.apiSecret = repl.ReplaceAll(h.APISecret, "")
+	h.apiKey, h.apiSecret, _ = h.Keys("livekit_token") // Validate says what is wrong
 	h.authKey = repl.ReplaceAll(h.AuthKey, "")
 	h.publicURL = strings.TrimRight(repl.ReplaceAll(h.PublicURL, ""), "/")
 	h.setDefaults()
@@ -139,10 +134,8 @@ func (h *Handler) setDefaults() {
 // would leave the endpoint open by accident.
 func (h *Handler) Validate() error {
 	switch {
-	case h.apiKey == "" || h.apiSecret == "":
-		return errors.New("livekit_token: api_key and api_secret are required (is the {env.*} variable set?)")
-	case len(h.apiSecret) < cluster.MinSecret:
-		return cluster.CheckSecret("livekit_token: api_secret", h.apiSecret)
+	case keysErr(h.Cluster) != nil:
+		return keysErr(h.Cluster)
 	case h.authKey != "" && len(h.authKey) < cluster.MinSecret:
 		return errors.New("livekit_token: auth_key must be at least 32 characters (openssl rand -hex 24)")
 	case h.MaxTTL < caddy.Duration(time.Second):
@@ -159,6 +152,13 @@ func (h *Handler) Validate() error {
 		return errors.New("livekit_token: public_url must start with wss:// or ws://")
 	}
 	return nil
+}
+
+// keysErr: the tokens are signed with the cluster's keys, which must be
+// usable.
+func keysErr(c livekitlb.Cluster) error {
+	_, _, err := c.Keys("livekit_token")
+	return err
 }
 
 // Cleanup releases the shared registry.

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/livekit-lb/caddy-livekit/cluster"
+	"github.com/livekit-lb/caddy-livekit/livekitlb"
 )
 
 const (
@@ -94,7 +95,7 @@ func newFixture(t testing.TB) *fixture {
 	core, logs := observer.New(zap.DebugLevel)
 	placer := &fakePlacer{nodes: []*cluster.Node{{ID: "ND_1", Dial: strings.TrimPrefix(srv.URL, "http://")}}}
 	h := &Handler{
-		APIKey: key, APISecret: secret, AuthKey: authKey,
+		Cluster: livekitlb.Cluster{APIKey: key, APISecret: secret}, AuthKey: authKey,
 		TTL: caddy.Duration(time.Hour), MaxTTL: caddy.Duration(24 * time.Hour), MaxBodyBytes: 64 << 10,
 		EmptyTimeout: caddy.Duration(90 * time.Second), MaxParticipants: 12,
 		apiKey: key, apiSecret: secret, authKey: authKey,
@@ -378,13 +379,14 @@ func TestSecretsNeverLogged(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	ok := Handler{apiKey: key, apiSecret: secret, TTL: caddy.Duration(time.Second), MaxTTL: caddy.Duration(2 * time.Second)}
+	ok := Handler{Cluster: livekitlb.Cluster{APIKey: key, APISecret: secret}, apiKey: key, apiSecret: secret, TTL: caddy.Duration(time.Second), MaxTTL: caddy.Duration(2 * time.Second)}
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	for name, edit := range map[string]func(*Handler){
-		"no key":              func(h *Handler) { h.apiKey = "" },
-		"short secret":        func(h *Handler) { h.apiSecret = "short" },
+		"no key":              func(h *Handler) { h.APIKey = "" },
+		"empty key env":       func(h *Handler) { h.APIKey = "{env.NOPE}" },
+		"short secret":        func(h *Handler) { h.APISecret = "short" },
 		"anon with key":       func(h *Handler) { h.AllowAnonymous, h.authKey = true, "k" },
 		"empty auth_key env":  func(h *Handler) { h.AuthKey = "{env.NOPE}" },
 		"ttl over max":        func(h *Handler) { h.TTL = caddy.Duration(3 * time.Second) },

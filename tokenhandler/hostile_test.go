@@ -9,6 +9,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/livekit/protocol/auth"
+
+	"github.com/livekit-lb/caddy-livekit/livekitlb"
 )
 
 // JSON keys are matched exactly and once: encoding/json alone would take
@@ -116,7 +118,7 @@ func TestIdentityIsTheAuthenticatedUsers(t *testing.T) {
 
 // Left out, ttl takes the default or max_ttl, whichever is lower.
 func TestDefaultTTLFitsMaxTTL(t *testing.T) {
-	h := Handler{apiKey: key, apiSecret: secret, MaxTTL: caddy.Duration(time.Hour)}
+	h := Handler{Cluster: livekitlb.Cluster{APIKey: key, APISecret: secret}, apiKey: key, apiSecret: secret, MaxTTL: caddy.Duration(time.Hour)}
 	h.setDefaults()
 	if h.TTL != caddy.Duration(time.Hour) {
 		t.Fatalf("ttl %v with max_ttl 1h", time.Duration(h.TTL))
