@@ -67,7 +67,7 @@ func (AdminAPI) nodes(w http.ResponseWriter, r *http.Request) error {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed")}
 	}
 	view := NodesView{RedisReachable: true, Nodes: []cluster.NodeStatus{}}
-	for _, reg := range Clusters() {
+	for _, reg := range pooledClusters() {
 		view.RedisReachable = view.RedisReachable && reg.RedisReachable()
 		view.Nodes = append(view.Nodes, reg.Status()...)
 		view.Ignored = append(view.Ignored, reg.BadNodes()...)
@@ -93,7 +93,7 @@ func (AdminAPI) rooms(w http.ResponseWriter, r *http.Request) error {
 			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("count must be 1 to 1000")}
 		}
 	}
-	regs := Clusters()
+	regs := pooledClusters()
 	if len(regs) == 0 {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no livekit cluster is configured")}
 	}

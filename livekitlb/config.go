@@ -146,8 +146,8 @@ func (c Cluster) Open(log *zap.Logger) (*cluster.Cluster, error) {
 	return cluster.Open(cfg, log, nil)
 }
 
-// Clusters returns every cluster the running config uses, for the admin API.
-func Clusters() []*cluster.Cluster {
+// pooledClusters returns every cluster the running config uses, for the admin API.
+func pooledClusters() []*cluster.Cluster {
 	var out []*cluster.Cluster
 	clusters.Range(func(_, v any) bool {
 		out = append(out, v.(pooled).Cluster)
