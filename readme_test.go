@@ -43,8 +43,9 @@ func readmeSyntax(t *testing.T, directive string) map[string]string {
 	return opts
 }
 
-// parserOptions returns the option names the Caddyfile parsers switch on:
-// the string cases of the named functions.
+// parserOptions returns the option names the Caddyfile parsers know: the
+// string cases and the string keys of the option tables in the named
+// functions.
 func parserOptions(t *testing.T, file string, funcs ...string) []string {
 	t.Helper()
 	f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
@@ -57,14 +58,24 @@ func parserOptions(t *testing.T, file string, funcs ...string) []string {
 		if !ok || !slices.Contains(funcs, fn.Name.Name) {
 			continue
 		}
+		str := func(e ast.Expr) {
+			if lit, ok := e.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				s, _ := strconv.Unquote(lit.Value)
+				out = append(out, s)
+			}
+		}
 		ast.Inspect(fn, func(n ast.Node) bool {
-			if c, ok := n.(*ast.CaseClause); ok {
-				for _, e := range c.List {
-					if lit, ok := e.(*ast.BasicLit); ok && lit.Kind == token.STRING {
-						s, _ := strconv.Unquote(lit.Value)
-						out = append(out, s)
-					}
+			switch n := n.(type) {
+			case *ast.CaseClause:
+				for _, e := range n.List {
+					str(e)
 				}
+			case *ast.BinaryExpr: // name == "db"
+				if x, ok := n.X.(*ast.Ident); ok && x.Name == "name" && n.Op == token.EQL {
+					str(n.Y)
+				}
+			case *ast.KeyValueExpr:
+				str(n.Key)
 			}
 			return true
 		})

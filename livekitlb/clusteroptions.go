@@ -121,16 +121,19 @@ func unmarshalRedis(d *caddyfile.Dispenser, c *cluster.RedisConfig) error {
 			return d.ArgErr()
 		}
 	}
+	text := map[string]*string{"address": &c.Address, "username": &c.Username, "password": &c.Password,
+		"sentinel_master_name": &c.SentinelMasterName, "sentinel_username": &c.SentinelUsername,
+		"sentinel_password": &c.SentinelPassword}
+	lists := map[string]*[]string{"sentinel_addresses": &c.SentinelAddresses, "cluster_addresses": &c.ClusterAddresses}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var ok bool
-		switch d.Val() {
-		case "address":
-			ok = d.AllArgs(&c.Address)
-		case "username":
-			ok = d.AllArgs(&c.Username)
-		case "password":
-			ok = d.AllArgs(&c.Password)
-		case "db":
+		name, ok := d.Val(), false
+		switch {
+		case text[name] != nil:
+			ok = d.AllArgs(text[name])
+		case lists[name] != nil:
+			*lists[name] = d.RemainingArgs()
+			ok = len(*lists[name]) > 0
+		case name == "db":
 			var s string
 			if ok = d.AllArgs(&s); ok {
 				n, err := strconv.Atoi(s)
@@ -139,22 +142,10 @@ func unmarshalRedis(d *caddyfile.Dispenser, c *cluster.RedisConfig) error {
 				}
 				c.DB = n
 			}
-		case "use_tls":
+		case name == "use_tls":
 			c.UseTLS, ok = true, !d.NextArg()
-		case "sentinel_master_name":
-			ok = d.AllArgs(&c.SentinelMasterName)
-		case "sentinel_username":
-			ok = d.AllArgs(&c.SentinelUsername)
-		case "sentinel_password":
-			ok = d.AllArgs(&c.SentinelPassword)
-		case "sentinel_addresses":
-			c.SentinelAddresses = d.RemainingArgs()
-			ok = len(c.SentinelAddresses) > 0
-		case "cluster_addresses":
-			c.ClusterAddresses = d.RemainingArgs()
-			ok = len(c.ClusterAddresses) > 0
 		default:
-			return d.Errf("unknown redis option %q", d.Val())
+			return d.Errf("unknown redis option %q", name)
 		}
 		if !ok {
 			return d.ArgErr()

@@ -59,6 +59,8 @@ type Cluster struct {
 	// verifies tokens with them, livekit_token signs its own.
 	APIKey    string `json:"api_key,omitempty"`
 	APISecret string `json:"api_secret,omitempty"`
+
+	poolKey string // set by Join: this module's share of the pool
 }
 
 // Keys returns the API key and secret, placeholders resolved, or an error
@@ -113,16 +115,16 @@ func key(cfg cluster.Config) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Provision returns the shared cluster for this config and a release
-// function for the module's Cleanup; livekit_lb and livekit_token use it,
-// so that they share placement.
-func (c Cluster) Provision(ctx caddy.Context) (*cluster.Cluster, func() error, error) {
+// Join returns the shared cluster for this config, for a module's
+// Provision; livekit_lb and livekit_token both join, so that they share
+// placement. The module's Cleanup (this one, promoted) leaves it.
+func (c *Cluster) Join(ctx caddy.Context) (*cluster.Cluster, error) {
 	if err := RegisterMetrics(ctx); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	cfg, err := c.Config()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	k := key(cfg)
 	val, _, err := clusters.LoadOrNew(k, func() (caddy.Destructor, error) {
@@ -130,9 +132,20 @@ func (c Cluster) Provision(ctx caddy.Context) (*cluster.Cluster, func() error, e
 		return pooled{cl}, err
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return val.(pooled).Cluster, func() error { _, err := clusters.Delete(k); return err }, nil
+	c.poolKey = k
+	return val.(pooled).Cluster, nil
+}
+
+// Cleanup leaves the shared cluster; the last module to leave closes it.
+func (c *Cluster) Cleanup() error {
+	if c.poolKey == "" {
+		return nil
+	}
+	_, err := clusters.Delete(c.poolKey)
+	c.poolKey = ""
+	return err
 }
 
 // Open connects to the cluster for a one-off look (`caddy livekit`): no

@@ -38,7 +38,6 @@ type Handler struct {
 	apiKey, apiSecret string
 	verifyOff         bool
 	cluster           *cluster.Cluster
-	release           func() error
 	logger            *zap.Logger
 }
 
@@ -62,7 +61,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("livekit_lb: verify is on or off, not %q", v)
 	}
 	var err error
-	h.cluster, h.release, err = h.Cluster.Provision(ctx)
+	h.cluster, err = h.Join(ctx)
 	return err
 }
 
@@ -76,14 +75,6 @@ func (h *Handler) Validate() error {
 		return fmt.Errorf("%w; `verify off` routes without verifying", err)
 	}
 	return nil
-}
-
-// Cleanup releases the shared cluster.
-func (h *Handler) Cleanup() error {
-	if h.release == nil {
-		return nil
-	}
-	return h.release()
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {

@@ -50,66 +50,53 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // unmarshalOption reads one of the endpoint's own options.
 func (h *Handler) unmarshalOption(d *caddyfile.Dispenser) error {
-	var ok bool
-	switch name := d.Val(); name {
-	case "public_url":
-		ok = d.AllArgs(&h.PublicURL)
-	case "auth_key":
-		ok = d.AllArgs(&h.AuthKey)
-	case "identity_header":
-		ok = d.AllArgs(&h.IdentityHeader)
-	case "allow_anonymous":
-		h.AllowAnonymous, ok = true, !d.NextArg()
-	case "allow_caller_identity", "allow_caller_metadata":
-		// an optional true|false, so that {$ENV} can decide
-		on := true
-		if d.NextArg() {
-			b, err := strconv.ParseBool(d.Val())
-			if err != nil {
-				return d.Errf("%s: %v", name, err)
-			}
-			on = b
+	text := map[string]*string{"public_url": &h.PublicURL, "auth_key": &h.AuthKey, "identity_header": &h.IdentityHeader}
+	// an optional true|false, so that {$ENV} can decide
+	flags := map[string]*bool{"allow_caller_identity": &h.AllowCallerIdentity, "allow_caller_metadata": &h.AllowCallerMetadata}
+	grants := map[string]**bool{"can_publish": &h.CanPublish, "can_subscribe": &h.CanSubscribe, "can_publish_data": &h.CanPublishData}
+	durations := map[string]*caddy.Duration{"ttl": &h.TTL, "max_ttl": &h.MaxTTL, "empty_timeout": &h.EmptyTimeout}
+	name, args := d.Val(), d.RemainingArgs()
+	one := func(parse func(string) error) error {
+		if len(args) != 1 {
+			return d.ArgErr()
 		}
-		*map[string]*bool{"allow_caller_identity": &h.AllowCallerIdentity, "allow_caller_metadata": &h.AllowCallerMetadata}[name] = on
-		ok = !d.NextArg()
-	case "ttl", "max_ttl", "empty_timeout":
-		var s string
-		if ok = d.AllArgs(&s); ok {
+		if err := parse(args[0]); err != nil {
+			return d.Errf("%s: %v", name, err)
+		}
+		return nil
+	}
+	switch {
+	case text[name] != nil:
+		return one(func(s string) error { *text[name] = s; return nil })
+	case flags[name] != nil && len(args) == 0:
+		*flags[name] = true
+		return nil
+	case flags[name] != nil:
+		return one(func(s string) (err error) { *flags[name], err = strconv.ParseBool(s); return err })
+	case grants[name] != nil:
+		return one(func(s string) error { b, err := strconv.ParseBool(s); *grants[name] = &b; return err })
+	case durations[name] != nil:
+		return one(func(s string) error {
 			v, err := caddy.ParseDuration(s)
-			if err != nil {
-				return d.Errf("%s: %v", name, err)
-			}
-			*map[string]*caddy.Duration{"ttl": &h.TTL, "max_ttl": &h.MaxTTL, "empty_timeout": &h.EmptyTimeout}[name] = caddy.Duration(v)
-		}
-	case "can_publish", "can_subscribe", "can_publish_data":
-		var s string
-		if ok = d.AllArgs(&s); ok {
-			b, err := strconv.ParseBool(s)
-			if err != nil {
-				return d.Errf("%s: %v", name, err)
-			}
-			*map[string]**bool{"can_publish": &h.CanPublish, "can_subscribe": &h.CanSubscribe, "can_publish_data": &h.CanPublishData}[name] = &b
-		}
-	case "max_participants", "max_body_bytes":
-		var s string
-		if ok = d.AllArgs(&s); ok {
+			*durations[name] = caddy.Duration(v)
+			return err
+		})
+	case name == "max_participants":
+		return one(func(s string) error {
 			n, err := strconv.ParseUint(s, 10, 31)
-			if err != nil {
-				return d.Errf("%s: %v", name, err)
-			}
-			if name == "max_participants" {
-				h.MaxParticipants = uint32(n)
-			} else {
-				h.MaxBodyBytes = int64(n)
-			}
+			h.MaxParticipants = uint32(n)
+			return err
+		})
+	case name == "max_body_bytes":
+		return one(func(s string) error { n, err := strconv.ParseUint(s, 10, 31); h.MaxBodyBytes = int64(n); return err })
+	case name == "allow_anonymous":
+		h.AllowAnonymous = true
+		if len(args) > 0 {
+			return d.ArgErr()
 		}
-	default:
-		return d.Errf("unknown livekit_token option %q", name)
+		return nil
 	}
-	if !ok {
-		return d.ArgErr()
-	}
-	return nil
+	return d.Errf("unknown livekit_token option %q", name)
 }
 
 // Interface guard

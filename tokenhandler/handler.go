@@ -69,7 +69,6 @@ type Handler struct {
 
 	placer  placer
 	created *createdRooms
-	release func() error
 	client  *http.Client
 	logger  *zap.Logger
 }
@@ -109,11 +108,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := registerMetrics(ctx); err != nil {
 		return err
 	}
-	reg, release, err := h.Cluster.Provision(ctx)
+	reg, err := h.Join(ctx)
 	if err != nil {
 		return err
 	}
-	h.placer, h.release = reg, release
+	h.placer = reg
 	return nil
 }
 
@@ -159,14 +158,6 @@ func (h *Handler) Validate() error {
 func keysErr(c livekitlb.Cluster) error {
 	_, _, err := c.Keys("livekit_token")
 	return err
-}
-
-// Cleanup releases the shared registry.
-func (h *Handler) Cleanup() error {
-	if h.release == nil {
-		return nil
-	}
-	return h.release()
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
