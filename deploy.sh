@@ -291,7 +291,12 @@ caddy_stale() {
 		\( -name '*.go' -o -name go.mod -o -name go.sum \) -newer "$caddy_stamp" -print -quit)" ]
 }
 
-caddy_exec() { docker exec "$(dc "$mode" ps -q "${caddies[0]}")" caddy livekit "$@" --config /etc/caddy/Caddyfile; }
+# caddy_exec ARGS...: `caddy livekit ARGS` in this machine's first proxy, which reads the cluster from
+# its own Caddyfile. CREATE_ROOM_KEY (verify's create-room check) is this .env's, passed by name: its
+# value travels in the environment, not on a command line.
+caddy_exec() {
+	docker exec -e CREATE_ROOM_KEY "$(dc "$mode" ps -q "${caddies[0]}")" caddy livekit "$@" --config /etc/caddy/Caddyfile
+}
 
 # proxy_target I: sets base (the URL at which caddy I answers on this machine) and curl_opts (how
 # to reach it: the public name resolved to this machine, and the CA of TLS=internal or files, which
@@ -319,18 +324,10 @@ proxy_target() {
 }
 
 # Every machine of a deployment must run the same .env and Caddyfile. deploy records a digest of
-# both per machine in Redis (hash caddy_livekit:deployments, field THIS_NODE); verify compares.
-deployments_key=caddy_livekit:deployments
+# both per machine (`caddy livekit deployment record`); verify compares (`--machine`, `--digest`).
+# The digest is taken here, where both files are: the proxy's container has neither .env itself nor
+# this machine's path to the Caddyfile.
 config_digest() { cat "$ENV_FILE" "$CADDYFILE" | sha256sum | cut -c1-16; }
-
-# redis_cli ARGS...: redis-cli against REDIS_HOST from a one-off container on the stack's network
-# (the password through the environment).
-redis_cli() {
-	local img=$REDIS_IMAGE
-	image_exists "$img" || img=$(local_build REDIS_IMAGE)
-	REDISCLI_AUTH=$REDIS_PASSWORD docker run --rm --network "$network" -e REDISCLI_AUTH --entrypoint redis-cli \
-		"$img" --no-auth-warning -h "$REDIS_HOST" -p "${REDIS_PORT:-6379}" "$@"
-}
 
 # proxy_answers: this machine's first proxy answers HTTP(S) on its public side (its certificate
 # valid for DOMAIN when TLS is on): Caddy may still be starting when the nodes are already up.
@@ -379,7 +376,7 @@ cmd_deploy() {
 	[ -z "$ca_file" ] || rm -f "$ca_file"
 	local url
 	if [ "$mode" = host ]; then
-		redis_cli hset "$deployments_key" "$THIS_NODE" "$(config_digest) $(date -u +%FT%TZ)" >/dev/null ||
+		caddy_exec deployment record "$THIS_NODE" "$(config_digest)" >/dev/null 2>&1 ||
 			log "warning: could not record this machine's configuration in Redis"
 		log "node $THIS_NODE is up ($COMPOSE_PROJECT_NAME; Redis on $REDIS_HOST; nodes $NODES_CSV)"
 		url=http://$THIS_NODE:${CADDY_PORT:-80}
@@ -397,12 +394,34 @@ Create a room (the answer has the token and the URL clients connect to):
 EOF
 }
 
-# json_field NAME: a string field of the JSON on stdin (no jq needed).
-json_field() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p"; }
+# verify_targets: sets target_args, verify's flags for the create-room check through every proxy
+# of this machine, as the first proxy's container reaches them (by service name on a bridge network;
+# with host networking on this machine's loopback, under DOMAIN with TLS, trusting the CA the
+# proxy's certificate comes from), and site, how the OK line names them.
+verify_targets() {
+	local c
+	target_args=()
+	if [ "$mode" != host ]; then
+		for c in "${caddies[@]}"; do target_args+=(--create-room "http://$c/api/create-room"); done
+		site=${caddies[*]}
+		return
+	fi
+	if [ "$TLS" = off ]; then
+		site=http://127.0.0.1:${CADDY_PORT:-80}
+		target_args=(--create-room "$site/api/create-room")
+		return
+	fi
+	site=https://$DOMAIN
+	target_args=(--create-room "$site/api/create-room" --dial 127.0.0.1:443)
+	case $TLS in
+	internal) target_args+=(--ca-file /data/caddy/pki/authorities/local/root.crt) ;;
+	files) target_args+=(--ca-file /etc/caddy/tls/cert.pem) ;;
+	esac
+}
 
 cmd_verify() {
 	need_secrets
-	local problems=0 svc out code body token room i services=(redis "${caddies[@]}")
+	local problems=0 svc out i services=(redis "${caddies[@]}")
 	problem() { echo "PROBLEM: $*"; problems=$((problems + 1)); }
 	if [ "$mode" = host ]; then
 		services=(livekit caddy)
@@ -414,11 +433,16 @@ cmd_verify() {
 			problem "container $svc of $COMPOSE_PROJECT_NAME ($mode) is not running"
 	done
 	[ "$problems" = 0 ] || { echo "Error: $problems problem(s)"; exit 1; }
-	# Redis (reachable, noeviction, password), every node registered, serving and answering.
+	# caddy livekit verify: Redis (reachable, noeviction, password), every node registered, serving
+	# and answering; on one machine of several, another machine of NODES last deployed with another
+	# .env or Caddyfile; through every proxy of this machine, a room from the create-room endpoint
+	# and LiveKit's validation of a join with its token.
 	# stdout has the PROBLEM lines; stderr Caddy's config-loading logs and the final error.
-	local errs
+	local errs args=(--nodes "$NODES_CSV") target_args site
+	[ "$mode" != host ] || args+=(--machine "$THIS_NODE" --digest "$(config_digest)")
+	verify_targets
 	errs=$(mktemp)
-	if ! out=$(caddy_exec verify --nodes "$NODES_CSV" 2>"$errs"); then
+	if ! out=$(caddy_exec verify "${args[@]}" "${target_args[@]}" 2>"$errs"); then
 		if grep -q '^PROBLEM: ' <<<"$out"; then
 			while IFS= read -r i; do
 				case $i in PROBLEM:*) problem "${i#PROBLEM: }" ;; esac
@@ -428,42 +452,14 @@ cmd_verify() {
 		fi
 	fi
 	rm -f "$errs"
-	if [ "$mode" = host ]; then
-		# The same .env and Caddyfile on every machine, as their last deploys recorded them.
-		local mine node digest when
-		mine=$(config_digest)
-		while read -r node digest when; do
-			[[ ,$NODES_CSV, == *",$node,"* ]] && [ "$node" != "$THIS_NODE" ] && [ "$digest" != "$mine" ] || continue
-			problem "machine $node was deployed ($when) with another .env or Caddyfile than this machine's: copy them there and run ./deploy.sh deploy"
-		done < <(redis_cli --raw hgetall "$deployments_key" 2>/dev/null | paste - - | tr '\t' ' ')
-	fi
-	# The create-room endpoint and a real join's validation through every proxy of this machine.
-	local base ca_file= curl_opts=()
-	for i in "${!caddies[@]}"; do
-		proxy_target "$i"
-		room=deploy-verify-$(date +%s)-$i
-		body=$(curl -sS -m 10 "${curl_opts[@]+"${curl_opts[@]}"}" -o - -w '\n%{http_code}' "$base/api/create-room" \
-			-H "Authorization: Bearer $CREATE_ROOM_KEY" -H 'Content-Type: application/json' \
-			-d "{\"room_name\": \"$room\", \"user_name\": \"deploy-verify\", \"ttl\": 60}" 2>&1) || true
-		code=${body##*$'\n'} body=${body%$'\n'*}
-		token=$(json_field token <<<"$body")
-		if [ "$code" != 200 ] || [ -z "$token" ]; then
-			problem "${caddies[i]}: POST $base/api/create-room answered $code: $(head -c 200 <<<"$body")"
-			continue
-		fi
-		body=$(curl -sS -m 10 "${curl_opts[@]+"${curl_opts[@]}"}" -o - -w '\n%{http_code}' "$base/rtc/validate?access_token=$token" 2>&1) || true
-		code=${body##*$'\n'} body=${body%$'\n'*}
-		[ "$code" = 200 ] || problem "${caddies[i]}: GET /rtc/validate with the new room's token answered $code: $(head -c 200 <<<"$body")"
-	done
-	[ -z "$ca_file" ] || rm -f "$ca_file"
 	if [ "$problems" -gt 0 ]; then
 		echo "Error: $problems problem(s)"
 		exit 1
 	fi
 	if [ "$mode" = host ]; then
-		echo "OK: Redis on $REDIS_HOST, nodes $NODES_CSV, create-room and joins through the caddy of $THIS_NODE ($base)"
+		echo "OK: Redis on $REDIS_HOST, nodes $NODES_CSV, create-room and joins through the caddy of $THIS_NODE ($site)"
 	else
-		echo "OK: Redis, nodes $NODES_CSV, create-room and joins through ${caddies[*]}"
+		echo "OK: Redis, nodes $NODES_CSV, create-room and joins through $site"
 	fi
 }
 

@@ -1,0 +1,94 @@
+package livekitcmd
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"text/tabwriter"
+
+	"github.com/livekit-lb/caddy-livekit/cluster"
+	"github.com/livekit-lb/caddy-livekit/livekitlb"
+)
+
+// statusCmd prints every node as this proxy would see it, then one line
+// per ignored `nodes` entry.
+func statusCmd(_ context.Context, e *env) error {
+	nodes := e.reg.Status()
+	if e.json {
+		return writeJSON(e.out, livekitlb.NodesView{RedisReachable: e.reg.RedisReachable(), Nodes: nodes, Ignored: e.reg.BadNodes()})
+	}
+	w := tabwriter.NewWriter(e.out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "NODE\tADDRESS\tSTATE\tROUTABLE\tSYSLOAD\tROOMS\tCLIENTS\tSTATS AGE")
+	for _, n := range nodes {
+		state := n.State
+		if n.Drained {
+			state += " (drained)"
+		}
+		routable := "yes"
+		switch {
+		case n.Dial == "":
+			routable = "no: outside allow_networks"
+		case n.Unreachable:
+			routable = "no: not answering"
+		case !n.Routable:
+			routable = "no"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.2f\t%d\t%d\t%.1fs\n", n.ID, orIP(n), state, routable, n.Sysload, n.Rooms, n.Clients, n.StatsAge)
+	}
+	if len(nodes) == 0 {
+		fmt.Fprintln(w, "(no nodes registered in Redis)")
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	for _, b := range e.reg.BadNodes() {
+		fmt.Fprintln(e.out, "PROBLEM: "+ignoredEntry(b))
+	}
+	return nil
+}
+
+func orIP(n cluster.NodeStatus) string {
+	if n.Dial != "" {
+		return n.Dial
+	}
+	return n.IP
+}
+
+func ignoredEntry(b cluster.BadNode) string {
+	return fmt.Sprintf("nodes entry %s ignored: %s", b.Field, b.Reason)
+}
+
+// roomsCmd lists room_node_map, sorted by room, optionally for one node.
+func roomsCmd(ctx context.Context, e *env) error {
+	node, _ := e.cmd.Flags().GetString("node")
+	var all []livekitlb.RoomPlacement
+	var cursor uint64
+	for {
+		page, next, err := e.reg.Rooms(ctx, cursor, 1000)
+		if err != nil {
+			return err
+		}
+		for room, id := range page {
+			if node == "" || node == id {
+				all = append(all, livekitlb.RoomPlacement{Room: room, Node: id})
+			}
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].Room < all[j].Room })
+	if e.json {
+		if all == nil {
+			all = []livekitlb.RoomPlacement{}
+		}
+		return writeJSON(e.out, livekitlb.RoomsView{Rooms: all})
+	}
+	w := tabwriter.NewWriter(e.out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "ROOM\tNODE")
+	for _, r := range all {
+		fmt.Fprintf(w, "%s\t%s\n", r.Room, r.Node)
+	}
+	fmt.Fprintf(w, "(%d rooms)\n", len(all))
+	return w.Flush()
+}

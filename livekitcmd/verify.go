@@ -1,0 +1,148 @@
+package livekitcmd
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/livekit-lb/caddy-livekit/cluster"
+)
+
+func verifyCommand() *cobra.Command {
+	verify := &cobra.Command{Use: "verify", Short: "Checks Redis and the nodes", Args: cobra.NoArgs, RunE: run(verifyCmd)}
+	f := verify.Flags()
+	f.String("nodes", os.Getenv("NODES"), "Comma-separated node IPs that must be registered and serving (default $NODES)")
+	f.String("machine", "", "This machine's name in the deployment records (its own record is not compared)")
+	f.String("digest", "", "This machine's configuration digest: a machine of --nodes recorded with another is a problem")
+	f.StringArray("create-room", nil, "Create-room endpoint URL to create a room at (key from $CREATE_ROOM_KEY), then validate a join with its token at the same origin's /rtc/validate; repeatable")
+	f.String("dial", "", "host:port to connect to for the --create-room URLs (their host still names the site and its certificate)")
+	f.String("ca-file", "", "PEM file of the CAs to trust for https --create-room URLs, instead of the system's")
+	return verify
+}
+
+// verifyCmd prints one line per problem and fails if there is any.
+func verifyCmd(ctx context.Context, e *env) error {
+	flags := e.cmd.Flags()
+	want, _ := flags.GetString("nodes")
+	machine, _ := flags.GetString("machine")
+	digest, _ := flags.GetString("digest")
+	endpoints, _ := flags.GetStringArray("create-room")
+	dial, _ := flags.GetString("dial")
+	caFile, _ := flags.GetString("ca-file")
+	if machine != "" && digest == "" {
+		return fmt.Errorf("--machine needs --digest")
+	}
+	nodes := splitList(want)
+	problems := Verify(ctx, e.reg, nodes)
+	if digest != "" {
+		problems = append(problems, deploymentProblems(ctx, e.reg, nodes, machine, digest)...)
+	}
+	if len(endpoints) > 0 {
+		t, err := newTryJoin(os.Getenv("CREATE_ROOM_KEY"), dial, caFile)
+		if err != nil {
+			return err
+		}
+		for i, u := range endpoints {
+			if p := t.check(ctx, u, i); p != "" {
+				problems = append(problems, p)
+			}
+		}
+	}
+	if e.json {
+		if problems == nil {
+			problems = []string{}
+		}
+		if err := writeJSON(e.out, map[string]any{"ok": len(problems) == 0, "problems": problems}); err != nil {
+			return err
+		}
+	} else {
+		for _, p := range problems {
+			fmt.Fprintln(e.out, "PROBLEM: "+p)
+		}
+		if len(problems) == 0 {
+			ok := fmt.Sprintf("OK: Redis reachable, %d node(s) serving and answering", len(e.reg.Status()))
+			if len(endpoints) > 0 {
+				ok += fmt.Sprintf(", create-room and a join through %d proxy URL(s)", len(endpoints))
+			}
+			fmt.Fprintln(e.out, ok)
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%d problem(s)", len(problems))
+	}
+	return nil
+}
+
+// Verify checks Redis and the nodes as an operator would before trusting
+// the cluster: wantIPs are node IPs that must be registered and serving.
+func Verify(ctx context.Context, reg *cluster.Cluster, wantIPs []string) []string {
+	var problems []string
+	if err := reg.Ping(ctx); err != nil {
+		return []string{err.Error()}
+	}
+	if policy, err := reg.RedisSetting(ctx, "maxmemory-policy"); err == nil && policy != "noeviction" && !strings.HasPrefix(policy, "volatile-") {
+		problems = append(problems, fmt.Sprintf("Redis maxmemory-policy is %s: it can evict LiveKit's node registrations and room placements; use noeviction", policy))
+	}
+	if pass, err := reg.RedisSetting(ctx, "requirepass"); err == nil && pass == "" {
+		if bind, err := reg.RedisSetting(ctx, "bind"); err == nil && !loopbackOnly(bind) {
+			problems = append(problems, fmt.Sprintf("Redis has no password and listens on %q, reachable from other machines", bind))
+		}
+	}
+	for _, b := range reg.BadNodes() {
+		problems = append(problems, ignoredEntry(b))
+	}
+	nodes := reg.Status()
+	if len(nodes) == 0 {
+		problems = append(problems, "no LiveKit node is registered in Redis")
+	}
+	byIP := map[string]cluster.NodeStatus{}
+	reported := map[string]bool{} // IPs with a line already: one line per problem node
+	for _, n := range nodes {
+		if prev, ok := byIP[n.IP]; !ok || (n.Routable && !prev.Routable) {
+			byIP[n.IP] = n
+		}
+	}
+	for _, n := range nodes {
+		problem := ""
+		switch {
+		case n.Dial == "":
+			problem = "address outside allow_networks, never dialled"
+		case n.Stale && n.State == "SERVING":
+			// a crashed node's entry stays until a node restarts (RemoveDeadNodes)
+			if live := byIP[n.IP]; !live.Routable || live.ID == n.ID {
+				problem = fmt.Sprintf("stats %.0fs old, node not updating", n.StatsAge)
+			}
+		case n.Unreachable:
+			problem = "not answering on " + n.Dial
+		case n.State != "SERVING":
+			problem = "state " + n.State
+		}
+		if problem != "" {
+			problems = append(problems, fmt.Sprintf("node %s (%s): %s", n.IP, n.ID, problem))
+			reported[n.IP] = true
+		}
+	}
+	for _, ip := range wantIPs {
+		n, ok := byIP[ip]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("node %s from NODES is not registered in Redis", ip))
+		case !n.Routable && !reported[ip]:
+			problems = append(problems, fmt.Sprintf("node %s from NODES is registered but not routable (state %s)", ip, n.State))
+		}
+	}
+	return problems
+}
+
+func loopbackOnly(bind string) bool {
+	for _, a := range strings.Fields(bind) {
+		a = strings.TrimPrefix(a, "-")
+		if !strings.HasPrefix(a, "127.") && a != "::1" && a != "localhost" {
+			return false
+		}
+	}
+	return bind != ""
+}
