@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/livekit-lb/caddy-livekit/integration/harness"
 	"github.com/livekit/protocol/logger"
 	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/pion/webrtc/v4"
@@ -308,21 +309,16 @@ func failover(args []string) error {
 
 	attempts := 0
 	var errs []string
-	var rejoined *lksdk.Room
-	for rejoined == nil {
-		if time.Since(killedAt) > *deadline {
-			return fmt.Errorf("no successful rejoin within %s after %d attempts: %v", *deadline, attempts, errs)
-		}
+	rejoined, ok := harness.PollValue(time.Until(killedAt.Add(*deadline)), 200*time.Millisecond, func() (*lksdk.Room, bool) {
 		attempts++
 		r, err := join(rejoin, nil, false)
-		if err != nil {
-			if len(errs) < 5 {
-				errs = append(errs, fmt.Sprintf("+%dms: %v", time.Since(killedAt).Milliseconds(), err))
-			}
-			time.Sleep(200 * time.Millisecond)
-			continue
+		if err != nil && len(errs) < 5 {
+			errs = append(errs, fmt.Sprintf("+%dms: %v", time.Since(killedAt).Milliseconds(), err))
 		}
-		rejoined = r
+		return r, err == nil
+	})
+	if !ok {
+		return fmt.Errorf("no successful rejoin within %s after %d attempts: %v", *deadline, attempts, errs)
 	}
 	defer rejoined.Disconnect()
 	at := time.Now()
@@ -331,21 +327,17 @@ func failover(args []string) error {
 		"attempts": attempts, "errors": errs})
 
 	// The participants joined before the kill: the SDK resumes or rejoins by itself.
-	end := time.Now().Add(*settle)
-	for time.Now().Before(end) {
-		done := true
+	harness.PollEvery(*settle, 100*time.Millisecond, func() bool {
 		for _, p := range parts {
 			p.mu.Lock()
-			if p.reconnected.IsZero() && p.disconnected.IsZero() {
-				done = false
-			}
+			waiting := p.reconnected.IsZero() && p.disconnected.IsZero()
 			p.mu.Unlock()
+			if waiting {
+				return false
+			}
 		}
-		if done {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return true
+	})
 	var earlier []map[string]any
 	for _, p := range parts {
 		p.mu.Lock()
