@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -128,15 +129,20 @@ func (c RedisConfig) client(timeout time.Duration) redis.UniversalClient {
 	if c.UseTLS {
 		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
+	for _, a := range opts.Addrs {
+		ourAddrs.Store(a, struct{}{})
+	}
 	return redis.NewUniversalClient(opts)
 }
 
 // redisLog takes go-redis' own messages (dial failures, pool notices).
 // go-redis has one logger per process, so ours is installed once and
 // passes on, as go-redis' default would, every message that does not come
-// from one of our clients: another plugin's Redis keeps its own lines. Ours
-// go to Caddy's log at debug level: the cluster logs each change of Redis
-// reachability once.
+// from one of our clients: another plugin's Redis keeps its own lines. A
+// message is ours when it comes with the context of one of our calls, or
+// names one of our Redis addresses (go-redis dials in the background, with
+// a context of its own). Ours go to Caddy's log at debug level: the cluster
+// logs each change of Redis reachability once.
 type redisLog struct {
 	log      *zap.Logger
 	fallback *log.Logger
@@ -147,14 +153,27 @@ type ourCall struct{}
 // ours marks ctx as one of our Redis calls, for redisLog.
 func ours(ctx context.Context) context.Context { return context.WithValue(ctx, ourCall{}, true) }
 
+// ourAddrs holds the addresses of our clients' Redis servers.
+var ourAddrs sync.Map // string -> struct{}
+
 func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
-	if ctx == nil || ctx.Value(ourCall{}) == nil {
-		_ = l.fallback.Output(2, fmt.Sprintf(format, v...))
+	msg := fmt.Sprintf(format, v...)
+	if (ctx == nil || ctx.Value(ourCall{}) == nil) && !namesOurs(msg) {
+		_ = l.fallback.Output(2, msg)
 		return
 	}
 	if c := l.log.Check(zapcore.DebugLevel, "go-redis"); c != nil {
-		c.Write(zap.String("message", fmt.Sprintf(format, v...)))
+		c.Write(zap.String("message", msg))
 	}
+}
+
+func namesOurs(msg string) bool {
+	ours := false
+	ourAddrs.Range(func(k, _ any) bool {
+		ours = strings.Contains(msg, k.(string))
+		return !ours
+	})
+	return ours
 }
 
 var redisLogOnce sync.Once
