@@ -4,7 +4,7 @@ package caddylivekit
 
 import (
 	// LiveKit-aware load balancing: http.handlers.livekit_lb,
-	// http.reverse_proxy.upstreams.livekit, http.reverse_proxy.selection_policies.livekit
+	// http.reverse_proxy.upstreams.livekit, admin.api.livekit
 	_ "github.com/livekit-lb/caddy-livekit/livekitlb"
 	// create-room endpoint: http.handlers.livekit_token
 	_ "github.com/livekit-lb/caddy-livekit/tokenhandler"

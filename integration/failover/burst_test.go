@@ -18,7 +18,7 @@ import (
 //
 // Found while measuring TestReloadUnderLoad: concurrent placements of
 // different rooms each choose the least loaded node before any of them has
-// recorded its placement (Registry.resolve calls leastLoaded, then writes
+// recorded its placement (placer.resolve calls leastLoaded, then writes
 // room_node_map, and only then markPlaced), so they all see the same counts
 // and all choose the same node. The rounds after the first start from
 // uneven counts, which makes the pile-up plain.

@@ -43,7 +43,7 @@ const (
 	boundMargin  = time.Second
 )
 
-// The proxy's log lines on a change of Redis reachability (registry.go).
+// The proxy's log lines on a change of Redis reachability (cluster/view.go).
 const (
 	logRedisDown = "redis unreachable; routing from the last known nodes"
 	logRedisUp   = "redis reachable again"
