@@ -364,7 +364,7 @@ cmd_deploy() {
 	local wait_nodes=$NODES_CSV
 	[ "$mode" != host ] || wait_nodes=$THIS_NODE
 	log "waiting for node(s) $wait_nodes to register and the proxy to answer"
-	local deadline=$((SECONDS + ${DEPLOY_WAIT:-90})) base ca_file= curl_opts=()
+	local deadline=$((SECONDS + ${DEPLOY_WAIT:-90})) base ca_file='' curl_opts=()
 	until caddy_exec verify --nodes "$wait_nodes" >/dev/null 2>&1 && proxy_answers; do
 		if [ "$SECONDS" -ge "$deadline" ]; then
 			caddy_exec verify --nodes "$wait_nodes" || true
