@@ -1,0 +1,173 @@
+# shellcheck shell=bash
+# The settings: .env, this machine's place among NODES, the stack's addresses.
+# Sourced by deploy.sh (functions only; deploy.sh sets root, ENV_FILE, log and die).
+
+# new_env writes a first .env from .env.example with fresh random secrets, so
+# that `./deploy.sh deploy` alone brings up a working single node.
+new_env() {
+	rand() { head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c "$1"; }
+	sed -e "s|^REDIS_PASSWORD=.*|REDIS_PASSWORD=$(rand 32)|" \
+		-e "s|^LIVEKIT_API_KEY=.*|LIVEKIT_API_KEY=API$(rand 12)|" \
+		-e "s|^LIVEKIT_API_SECRET=.*|LIVEKIT_API_SECRET=$(rand 40)|" \
+		-e "s|^CREATE_ROOM_KEY=.*|CREATE_ROOM_KEY=$(rand 32)|" \
+		"$root/.env.example" >"$ENV_FILE"
+	chmod 600 "$ENV_FILE"
+	log "wrote $ENV_FILE with new random secrets (edit NODES, DOMAIN and the rest there)"
+}
+
+load_env() {
+	if [ -f "$ENV_FILE" ]; then
+		# The caller's environment wins over .env: keep what it sets, source, put it back.
+		local k
+		declare -A keep=()
+		for k in $(sed -n 's/^[[:space:]]*\(export[[:space:]]\{1,\}\)\{0,1\}\([A-Za-z_][A-Za-z0-9_]*\)=.*/\2/p' "$ENV_FILE"); do
+			[ -z "${!k+set}" ] || keep[$k]=${!k}
+		done
+		set -a
+		# shellcheck disable=SC1090
+		. "$ENV_FILE"
+		set +a
+		for k in "${!keep[@]}"; do export "$k=${keep[$k]}"; done
+	elif [ "${1:-}" = required ]; then
+		new_env
+		load_env
+		return
+	fi
+	: "${COMPOSE_PROJECT_NAME:=livekit}"
+	: "${REDIS_IMAGE:=redis:7}"
+	: "${LIVEKIT_IMAGE:=livekit/livekit-server:v1.13.5}"
+	: "${CADDY_IMAGE:=caddy-livekit:local}"
+	: "${BASE_IMAGE:=local/debian:bookworm}"
+	: "${CADDYFILE:=$root/docker/Caddyfile}"
+	: "${TLS:=off}"
+	export COMPOSE_PROJECT_NAME REDIS_IMAGE LIVEKIT_IMAGE CADDY_IMAGE BASE_IMAGE CADDYFILE TLS
+
+	IFS=, read -r -a nodes <<<"${NODES:-}"
+	local i n=()
+	for i in "${nodes[@]}"; do i=${i//[[:space:]]/}; [ -z "$i" ] || n+=("$i"); done
+	nodes=("${n[@]+"${n[@]}"}")
+	for i in "${nodes[@]}"; do
+		[[ $i =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "NODES: $i is not an IPv4 address"
+	done
+	find_this_node
+	if [ -n "${THIS_NODE:-}" ]; then
+		host_env
+	else
+		bridge_env
+	fi
+	NODES_CSV=$(IFS=,; echo "${nodes[*]}")
+	: "${ALLOW_NETWORKS:=$(allow_networks)}"
+	export ALLOW_NETWORKS
+	if docker compose version >/dev/null 2>&1; then dc_bin=(docker compose); else dc_bin=(docker-compose); fi
+}
+
+# local_addresses: "interface address" for every IPv4 address of this machine.
+local_addresses() { ip -o -4 addr show 2>/dev/null | awk '{ sub(/\/.*/, "", $4); print $2, $4 }'; }
+
+# find_this_node: THIS_NODE, when set, must be in NODES; otherwise it is the NODES address that
+# this machine has, if any.
+find_this_node() {
+	local i a
+	if [ -n "${THIS_NODE:-}" ]; then
+		for i in "${nodes[@]}"; do [ "$i" != "$THIS_NODE" ] || return 0; done
+		die "THIS_NODE=$THIS_NODE is not in NODES=${NODES:-}"
+	fi
+	for a in $(local_addresses | awk '{ print $2 }'); do
+		for i in "${nodes[@]}"; do
+			if [ "$i" = "$a" ]; then THIS_NODE=$i; return 0; fi
+		done
+	done
+}
+
+# host_env: this machine is node THIS_NODE of NODES, with host networking.
+host_env() {
+	mode=host
+	export THIS_NODE
+	: "${HOST_NETWORK:=host}"
+	network=$HOST_NETWORK
+	export HOST_NETWORK
+	# REDIS_HOST: the Redis master's address; empty: the first node, which then runs it.
+	case ${REDIS_HOST:-} in
+	"") REDIS_HOST=${nodes[0]} ;;
+	redis) die "REDIS_HOST=redis is the one-machine stacks' service name: give the Redis machine's address" ;;
+	esac
+	export REDIS_HOST
+	runs_redis=0
+	[ "$REDIS_HOST" != "$THIS_NODE" ] || runs_redis=1
+	case $TLS in
+	off) CADDY_SITE=:${CADDY_PORT:-80} ;;
+	auto | internal | files)
+		[ -n "${DOMAIN:-}" ] || die "TLS=$TLS needs DOMAIN, the name clients connect to"
+		CADDY_SITE=$DOMAIN
+		if [ "$TLS" = files ]; then
+			[ -r "${TLS_CERT_FILE:-}" ] && [ -r "${TLS_KEY_FILE:-}" ] ||
+				die "TLS=files needs TLS_CERT_FILE and TLS_KEY_FILE, readable files (got '${TLS_CERT_FILE:-}', '${TLS_KEY_FILE:-}')"
+		fi
+		;;
+	*) die "TLS=$TLS: use off, auto, internal or files" ;;
+	esac
+	export CADDY_SITE
+	caddies=(caddy)
+}
+
+# bridge_env: every container on this machine, on the stack's own bridge network. NODES are the
+# nodes' fixed container addresses there, all in one /24 (LK_SUBNET, default: that /24).
+bridge_env() {
+	local i
+	case ${#nodes[@]} in
+	0) mode=single nodes=(10.213.1.11) ;;
+	1) mode=single ;;
+	3) mode=cluster ;;
+	*) die "NODES has ${#nodes[@]} addresses and none is this machine's: give one (single node) or three (cluster on this machine), or set THIS_NODE" ;;
+	esac
+	[ "$TLS" = off ] || die "TLS=$TLS needs host networking: put this machine's address in NODES (docs/deploy.md)"
+	# Addresses of this machine's own LAN would be taken by containers: that is a NODES list meant for
+	# several machines, run on a machine that is not in it.
+	local lan
+	lan=$(local_addresses | awk '$1 !~ /^(lo|docker|br-|veth)/ { sub(/\.[0-9]+$/, "", $2); print $2 }')
+	for i in "${nodes[@]}"; do
+		! grep -qx "${i%.*}" <<<"$lan" ||
+			die "NODES: $i is on this machine's network but none of NODES is this machine: run deploy.sh on the machines NODES lists, or set THIS_NODE"
+	done
+	for i in "${!nodes[@]}"; do export "LIVEKIT$((i + 1))_IP=${nodes[i]}"; done
+	local prefix=${nodes[0]%.*}
+	if [ -z "${LK_SUBNET:-}" ]; then
+		LK_SUBNET=$prefix.0/24
+		for i in "${nodes[@]}"; do
+			[ "${i%.*}" = "$prefix" ] || die "NODES: on one machine every address must be in $LK_SUBNET (got $i), or set LK_SUBNET"
+		done
+	fi
+	export LK_SUBNET
+	# REDIS_HOST: the Redis master. Empty, "redis" or the first node's address: the stack's own.
+	if [ -z "${REDIS_HOST:-}" ] || [ "$REDIS_HOST" = redis ] || [ "$REDIS_HOST" = "${nodes[0]}" ]; then
+		REDIS_HOST=redis
+	fi
+	export REDIS_HOST
+	network=${COMPOSE_PROJECT_NAME}_lk
+	runs_redis=1
+	if [ "$mode" = single ]; then
+		caddies=(caddy) ports=("${CADDY_PORT:-8080}")
+	else
+		caddies=(caddy1 caddy2) ports=("${CADDY1_PORT:-8081}" "${CADDY2_PORT:-8082}")
+	fi
+}
+
+# allow_networks: where the proxies may dial node addresses read from Redis: the private ranges
+# (livekitlb's defaultAllowNetworks, "private"), and any public NODES address as itself. Private
+# NODES are not listed, so adding a machine leaves the value, and the proxies' containers, as they are.
+allow_networks() {
+	local i out=private
+	for i in "${nodes[@]}"; do
+		[[ $i =~ ^(10\.|127\.|192\.168\.|172\.(1[6-9]|2[0-9]|3[01])\.|100\.(6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7])\.) ]] || out+=" $i"
+	done
+	echo "$out"
+}
+
+need_secrets() {
+	local v
+	for v in REDIS_PASSWORD LIVEKIT_API_KEY LIVEKIT_API_SECRET CREATE_ROOM_KEY; do
+		[ -n "${!v:-}" ] || die "$v is not set in $ENV_FILE"
+	done
+	[ ${#LIVEKIT_API_SECRET} -ge 32 ] || die "LIVEKIT_API_SECRET must be at least 32 characters (LiveKit's rule)"
+	[ ${#CREATE_ROOM_KEY} -ge 32 ] || die "CREATE_ROOM_KEY must be at least 32 characters (the create-room endpoint refuses shorter keys)"
+}

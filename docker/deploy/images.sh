@@ -1,0 +1,95 @@
+# shellcheck shell=bash
+# The images and compose files: building what cannot be pulled, running compose.
+# Sourced by deploy.sh (functions only; deploy.sh sets root, ENV_FILE, log and die).
+
+# dc MODE ARGS...: docker compose on MODE's file; on a host with Redis, with its profile.
+dc() {
+	local profile=()
+	[ "$1" != host ] || [ "$runs_redis" != 1 ] || profile=(--profile redis)
+	if [ "$1" = host ] && [ -z "${THIS_NODE:-}" ]; then
+		# a host stack taken down from a one-machine mode: compose.host.yml insists on THIS_NODE
+		local THIS_NODE=127.0.0.1
+		export THIS_NODE
+	fi
+	"${dc_bin[@]}" -p "$COMPOSE_PROJECT_NAME" -f "$root/docker/compose.$1.yml" "${profile[@]+"${profile[@]}"}" "${@:2}"
+}
+
+# running_mode: the stack of this project that has containers (single, cluster, host or nothing).
+running_mode() {
+	local svc
+	svc=$(docker ps -a --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" \
+		--format '{{.Label "com.docker.compose.service"}}' | sort -u)
+	if grep -qx livekit <<<"$svc"; then echo host
+	elif grep -qx caddy <<<"$svc"; then echo single
+	elif grep -qx 'caddy[12]\|livekit[23]' <<<"$svc"; then echo cluster
+	elif [ -n "$svc" ]; then echo "$mode"; fi
+}
+
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+# local_build VAR: the name under which docker/build-images.sh builds the image VAR asks for: itself
+# for a local one, local/... for an official one (never retagged with a local build).
+local_build() {
+	local want=${!1}
+	case $1:$want in
+	REDIS_IMAGE:local/* | LIVEKIT_IMAGE:local/* | CADDY_IMAGE:*) echo "$want" ;;
+	REDIS_IMAGE:*) echo local/redis:7 ;;
+	LIVEKIT_IMAGE:*:*) echo "local/livekit-server:${want##*:}" ;;
+	LIVEKIT_IMAGE:*) echo local/livekit-server:v1.13.5 ;;
+	esac
+}
+
+# build_images VAR=NAME...: docker/build-images.sh for just these images.
+build_images() {
+	local exports only
+	log "building (docker/build-images.sh): $*"
+	only=$(printf '%s\n' "$@" | sed 's/_IMAGE=.*//' | tr 'A-Z\n' 'a-z ')
+	exports=$(env "$@" ONLY="$only" LIVEKIT_VERSION="${LIVEKIT_IMAGE##*:}" "$root/docker/build-images.sh")
+	eval "$exports"
+	[[ " $only " != *" caddy "* ]] || { mkdir -p "${caddy_stamp%/*}" && touch "$caddy_stamp"; }
+}
+
+cmd_build() {
+	local v build=()
+	for v in REDIS_IMAGE LIVEKIT_IMAGE CADDY_IMAGE; do
+		export "$v=$(local_build "$v")"
+		build+=("$v=${!v}")
+	done
+	build_images "${build[@]}"
+}
+
+# ensure_images: every image of the stack present. One that is missing is pulled; one that cannot be
+# pulled (no registry, or our Caddy, which only exists as a local build) is built by
+# docker/build-images.sh, under its local/... name when the official one was asked for.
+ensure_images() {
+	local v want local_name build=()
+	for v in REDIS_IMAGE LIVEKIT_IMAGE CADDY_IMAGE; do
+		want=${!v}
+		image_exists "$want" && continue
+		if [[ $want != local/* && $want != caddy-livekit:* ]] && docker pull -q "$want" >/dev/null 2>&1; then
+			log "pulled $want"
+			continue
+		fi
+		local_name=$(local_build "$v")
+		[ "$local_name" = "$want" ] || log "$want cannot be pulled: using the local build $local_name"
+		export "$v=$local_name"
+		image_exists "$local_name" || build+=("$v=$local_name")
+	done
+	if image_exists "$CADDY_IMAGE" && caddy_stale; then
+		log "$CADDY_IMAGE is older than this checkout's Go sources: rebuilding it"
+		build+=("CADDY_IMAGE=$CADDY_IMAGE")
+	fi
+	[ ${#build[@]} -eq 0 ] || build_images "${build[@]}"
+}
+
+# caddy_stamp: touched whenever deploy.sh builds our Caddy image from this checkout.
+caddy_stamp=$root/.cache/caddy-image.stamp
+
+# caddy_stale: this checkout's Go sources changed since deploy.sh last built our Caddy image from
+# them, as after a `git pull`: deploy then rolls the new code out. An image deploy.sh did not build
+# (no stamp) is left as it is.
+caddy_stale() {
+	[[ $CADDY_IMAGE == caddy-livekit:* ]] && [ -f "$caddy_stamp" ] || return 1
+	[ -n "$(find "$root" -path "$root/integration" -prune -o -path "$root/.git" -prune -o \
+		\( -name '*.go' -o -name go.mod -o -name go.sum \) -newer "$caddy_stamp" -print -quit)" ]
+}

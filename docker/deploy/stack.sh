@@ -1,0 +1,181 @@
+# shellcheck shell=bash
+# deploy, verify and status: the stack up, and `caddy livekit` asked about the cluster.
+# Sourced by deploy.sh (functions only; deploy.sh sets root, ENV_FILE, log and die).
+
+# caddy_exec ARGS...: `caddy livekit ARGS` in this machine's first proxy, which reads the cluster from
+# its own Caddyfile. CREATE_ROOM_KEY (verify's create-room check) is this .env's, passed by name: its
+# value travels in the environment, not on a command line.
+caddy_exec() {
+	docker exec -e CREATE_ROOM_KEY "$(dc "$mode" ps -q "${caddies[0]}")" caddy livekit "$@" --config /etc/caddy/Caddyfile
+}
+
+# proxy_target I: sets base (the URL at which caddy I answers on this machine) and curl_opts (how
+# to reach it: the public name resolved to this machine, and the CA of TLS=internal or files, which
+# a client must trust as a real one would).
+proxy_target() {
+	curl_opts=()
+	if [ "$mode" != host ]; then
+		base=http://127.0.0.1:${ports[$1]}
+	elif [ "$TLS" = off ]; then
+		base=http://127.0.0.1:${CADDY_PORT:-80}
+	else
+		base=https://$DOMAIN
+		curl_opts=(--resolve "$DOMAIN:443:127.0.0.1")
+		case $TLS in
+		internal)
+			# fetched once per command: Caddy's root does not change while it runs
+			ca_file=${ca_file:-$(mktemp)}
+			[ -s "$ca_file" ] ||
+				docker exec "$(dc host ps -q caddy)" cat /data/caddy/pki/authorities/local/root.crt >"$ca_file" 2>/dev/null || true
+			curl_opts+=(--cacert "$ca_file")
+			;;
+		files) curl_opts+=(--cacert "$TLS_CERT_FILE") ;;
+		esac
+	fi
+}
+
+# Every machine of a deployment must run the same .env and Caddyfile. deploy records a digest of
+# both per machine (`caddy livekit deployment record`); verify compares (`--machine`, `--digest`).
+# The digest is taken here, where both files are: the proxy's container has neither .env itself nor
+# this machine's path to the Caddyfile.
+config_digest() { cat "$ENV_FILE" "$CADDYFILE" | sha256sum | cut -c1-16; }
+
+# proxy_answers: this machine's first proxy answers HTTP(S) on its public side (its certificate
+# valid for DOMAIN when TLS is on): Caddy may still be starting when the nodes are already up.
+proxy_answers() {
+	proxy_target 0
+	curl -s -m 3 "${curl_opts[@]+"${curl_opts[@]}"}" -o /dev/null "$base/"
+}
+
+cmd_deploy() {
+	need_secrets
+	ensure_images
+	local old
+	old=$(running_mode)
+	if [ -n "$old" ] && [ "$old" != "$mode" ]; then
+		log "switching $COMPOSE_PROJECT_NAME from $old to $mode; Redis' volume stays"
+	fi
+	if [ "$mode" = host ]; then
+		# Other networking: nothing of the old containers can be kept (the volumes are).
+		[ -z "$old" ] || [ "$old" = host ] || dc "$old" down --remove-orphans
+	else
+		[ "$old" != host ] || dc host down --remove-orphans
+		# A network whose subnet changed cannot be reused: take the old containers down first (the
+		# Redis volume is not touched).
+		local subnet
+		subnet=$(docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}}{{end}}' "$network" 2>/dev/null || true)
+		if [ -n "$subnet" ] && [ "$subnet" != "$LK_SUBNET" ]; then
+			log "network $network is $subnet, now $LK_SUBNET: recreating the containers"
+			dc "${old:-$mode}" down --remove-orphans
+		fi
+	fi
+	dc "$mode" up -d --remove-orphans
+	# On one machine the whole stack must come up; on one of several, this machine's node (the
+	# others may not be deployed yet: `verify` checks them all).
+	local wait_nodes=$NODES_CSV
+	[ "$mode" != host ] || wait_nodes=$THIS_NODE
+	log "waiting for node(s) $wait_nodes to register and the proxy to answer"
+	local deadline=$((SECONDS + ${DEPLOY_WAIT:-90})) base ca_file='' curl_opts=()
+	until caddy_exec verify --nodes "$wait_nodes" >/dev/null 2>&1 && proxy_answers; do
+		if [ "$SECONDS" -ge "$deadline" ]; then
+			caddy_exec verify --nodes "$wait_nodes" || true
+			proxy_answers || log "the proxy does not answer at $base"
+			die "the stack is not healthy after ${DEPLOY_WAIT:-90}s (see above; ./deploy.sh status)"
+		fi
+		sleep 1
+	done
+	[ -z "$ca_file" ] || rm -f "$ca_file"
+	local url
+	if [ "$mode" = host ]; then
+		caddy_exec deployment record "$THIS_NODE" "$(config_digest)" >/dev/null 2>&1 ||
+			log "warning: could not record this machine's configuration in Redis"
+		log "node $THIS_NODE is up ($COMPOSE_PROJECT_NAME; Redis on $REDIS_HOST; nodes $NODES_CSV)"
+		url=http://$THIS_NODE:${CADDY_PORT:-80}
+		[ "$TLS" = off ] || url=https://$DOMAIN
+	else
+		log "$mode stack $COMPOSE_PROJECT_NAME is up: nodes $NODES_CSV"
+		url=http://${HTTP_BIND:-127.0.0.1}:${ports[0]}
+	fi
+	cat <<EOF
+Create a room (the answer has the token and the URL clients connect to):
+
+  curl -sS $url/api/create-room \\
+    -H "Authorization: Bearer \$CREATE_ROOM_KEY" -H 'Content-Type: application/json' \\
+    -d '{"room_name": "standup", "user_name": "Alice"}'
+EOF
+}
+
+# verify_targets: sets target_args, verify's flags for the create-room check through every proxy
+# of this machine, as the first proxy's container reaches them (by service name on a bridge network;
+# with host networking on this machine's loopback, under DOMAIN with TLS, trusting the CA the
+# proxy's certificate comes from), and site, how the OK line names them.
+verify_targets() {
+	local c
+	target_args=()
+	if [ "$mode" != host ]; then
+		for c in "${caddies[@]}"; do target_args+=(--create-room "http://$c/api/create-room"); done
+		site=${caddies[*]}
+		return
+	fi
+	if [ "$TLS" = off ]; then
+		site=http://127.0.0.1:${CADDY_PORT:-80}
+		target_args=(--create-room "$site/api/create-room")
+		return
+	fi
+	site=https://$DOMAIN
+	target_args=(--create-room "$site/api/create-room" --dial 127.0.0.1:443)
+	case $TLS in
+	internal) target_args+=(--ca-file /data/caddy/pki/authorities/local/root.crt) ;;
+	files) target_args+=(--ca-file /etc/caddy/tls/cert.pem) ;;
+	esac
+}
+
+cmd_verify() {
+	need_secrets
+	local problems=0 svc out i services=(redis "${caddies[@]}")
+	problem() { echo "PROBLEM: $*"; problems=$((problems + 1)); }
+	if [ "$mode" = host ]; then
+		services=(livekit caddy)
+		[ "$runs_redis" != 1 ] || services+=(redis)
+	fi
+	for svc in "${services[@]}"; do
+		out=$(dc "$mode" ps -q "$svc" 2>/dev/null || true)
+		[ -n "$out" ] && [ "$(docker inspect -f '{{.State.Running}}' "$out" 2>/dev/null)" = true ] ||
+			problem "container $svc of $COMPOSE_PROJECT_NAME ($mode) is not running"
+	done
+	[ "$problems" = 0 ] || { echo "Error: $problems problem(s)"; exit 1; }
+	# caddy livekit verify: Redis (reachable, noeviction, password), every node registered, serving
+	# and answering; on one machine of several, another machine of NODES last deployed with another
+	# .env or Caddyfile; through every proxy of this machine, a room from the create-room endpoint
+	# and LiveKit's validation of a join with its token.
+	# stdout has the PROBLEM lines; stderr Caddy's config-loading logs and the final error.
+	local errs args=(--nodes "$NODES_CSV") target_args site
+	[ "$mode" != host ] || args+=(--machine "$THIS_NODE" --digest "$(config_digest)")
+	verify_targets
+	errs=$(mktemp)
+	if ! out=$(caddy_exec verify "${args[@]}" "${target_args[@]}" 2>"$errs"); then
+		if grep -q '^PROBLEM: ' <<<"$out"; then
+			while IFS= read -r i; do
+				case $i in PROBLEM:*) problem "${i#PROBLEM: }" ;; esac
+			done <<<"$out"
+		else
+			problem "caddy livekit verify failed: $(grep -v '"level":"\(debug\|info\)"' "$errs" | tail -n 3 | tr '\n' ' ')"
+		fi
+	fi
+	rm -f "$errs"
+	if [ "$problems" -gt 0 ]; then
+		echo "Error: $problems problem(s)"
+		exit 1
+	fi
+	if [ "$mode" = host ]; then
+		echo "OK: Redis on $REDIS_HOST, nodes $NODES_CSV, create-room and joins through the caddy of $THIS_NODE ($site)"
+	else
+		echo "OK: Redis, nodes $NODES_CSV, create-room and joins through $site"
+	fi
+}
+
+cmd_status() {
+	caddy_exec status || true
+	echo
+	dc "$mode" ps
+}
