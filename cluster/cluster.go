@@ -126,12 +126,13 @@ func (c *Cluster) RouteUnverified(ctx context.Context, room string) (*Node, Outc
 
 // Reroute reports that the proxy could not reach failed for room's request
 // (the node leaves rotation, the room's cached placement is dropped) and
-// routes again, within redis_timeout: the room moves to another node.
-func (c *Cluster) Reroute(ctx context.Context, room string, failed *Node, verified bool) (*Node, Outcome, error) {
+// routes again, within redis_timeout: the room moves to another node (with
+// place unset, as RouteUnverified).
+func (c *Cluster) Reroute(ctx context.Context, room string, failed *Node, place bool) (*Node, Outcome, error) {
 	c.Failed(failed, room)
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RedisTimeout)
 	defer cancel()
-	return c.place.route(ctx, room, verified)
+	return c.place.route(ctx, room, place)
 }
 
 // Failed records that the proxy could not reach n for room's request, so

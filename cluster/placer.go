@@ -32,6 +32,7 @@ const (
 	OutcomeNoNode     Outcome = "no_node"
 	OutcomeRedisError Outcome = "redis_error"
 	OutcomeBadToken   Outcome = "bad_token"
+	OutcomeBadRequest Outcome = "bad_request" // a server API call whose body names no room
 )
 
 // Every error of Route and Reroute is one of these (or the caller's

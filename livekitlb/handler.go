@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -78,17 +77,15 @@ func (h *Handler) Validate() error {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	room, verified, err := h.room(r)
+	room, place, err := h.target(r)
 	if err != nil {
-		countRoute(cluster.OutcomeBadToken)
-		h.logger.Info("refused access token", zap.String("remote", r.RemoteAddr), cluster.Field("path", r.URL.Path), zap.Error(err))
-		return reply.Error(w, http.StatusUnauthorized, err.Error())
+		return h.refuse(w, r, err)
 	}
 	h.cluster.Ready(r.Context()) // waits only in the first moments after start
 	tokenToHeader(r)
 	header := w.Header().Clone() // as it was before any node's answer
 	for resends := 0; ; resends++ {
-		s, err := h.route(w, r, room, verified)
+		s, err := h.route(w, r, room, place)
 		if s == nil {
 			return err
 		}
@@ -134,10 +131,10 @@ const maxResends = 2
 
 // route chooses the node for the request and binds a new session to it, or
 // answers the client itself (503) and returns a nil session.
-func (h *Handler) route(w http.ResponseWriter, r *http.Request, room string, verified bool) (*cluster.Session, error) {
+func (h *Handler) route(w http.ResponseWriter, r *http.Request, room string, place bool) (*cluster.Session, error) {
 	// Route bounds its own Redis wait by redis_timeout
 	find := h.cluster.Route
-	if !verified {
+	if !place {
 		find = h.cluster.RouteUnverified
 	}
 	node, outcome, err := find(r.Context(), room)
@@ -153,7 +150,7 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, room string, ver
 		c.Write(cluster.Field("room", room), zap.String("node", node.ID), zap.String("dial", node.Dial), zap.String("outcome", string(outcome)))
 	}
 	s := cluster.NewSession(r.Context())
-	rt := &route{cluster: h.cluster, room: room, session: s, unverified: !verified}
+	rt := &route{cluster: h.cluster, room: room, session: s, place: place}
 	setRoute(r, rt)
 	rt.use(r, node, outcome)
 	return s, nil
@@ -175,35 +172,6 @@ func refusal(err error) string {
 // a POST (WHIP, the server API) may have been acted on.
 func resendable(r *http.Request) bool {
 	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.ContentLength == 0 && len(r.TransferEncoding) == 0
-}
-
-// room returns the room the request's token names ("" when it has no
-// token), and whether the token was verified.
-func (h *Handler) room(r *http.Request) (string, bool, error) {
-	raw, err := tokenFromRequest(r)
-	if err != nil {
-		return "", false, err
-	}
-	if h.verifyOff {
-		if raw == "" {
-			return "", false, nil
-		}
-		room, err := roomFromToken(raw)
-		return room, false, err
-	}
-	if raw == "" {
-		if isSignalPath(r.URL.Path) {
-			return "", false, fmt.Errorf("%w: missing", errBadToken)
-		}
-		return "", true, nil
-	}
-	room, err := verifyToken(raw, h.apiKey, h.apiSecret)
-	return room, err == nil, err
-}
-
-// isSignalPath: the paths where LiveKit requires a token (rtcservice.go).
-func isSignalPath(p string) bool {
-	return p == "/rtc" || strings.HasPrefix(p, "/rtc/")
 }
 
 // Interface guards

@@ -37,7 +37,7 @@ func init() {
 		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help}, node)
 	}
 	metrics.routes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "routes_total",
-		Help: "Routing decisions by outcome: cached, found, placed, followed, replaced, relayed, no_room, unplaced, no_node, redis_error, bad_token."}, []string{"outcome"})
+		Help: "Routing decisions by outcome: cached, found, placed, followed, replaced, relayed, no_room, unplaced, no_node, redis_error, bad_token, bad_request."}, []string{"outcome"})
 	metrics.nodeState = gauge("node_state", "LiveKit state of each node: 0 starting, 1 serving, 2 shutting down, 3 suspended.")
 	metrics.nodeRoutable = gauge("node_routable", "1 while the proxy routes to the node (alive, fresh stats, answering, dialable).")
 	metrics.nodeSysload = gauge("node_sysload", "Node's 1-minute load average per CPU, as LiveKit's selector.")

@@ -22,8 +22,8 @@ type route struct {
 	room    string
 	node    *cluster.Node // nil once every node failed
 	session *cluster.Session
-	// unverified: the room comes from a token nobody checked (verify off)
-	unverified bool
+	// place: the room may be placed by the proxy (see Handler.target)
+	place bool
 }
 
 const routeVar = "livekit.route"
@@ -84,7 +84,7 @@ func (Upstreams) ResetCache(r *http.Request) error {
 		return errNoRoute
 	}
 	rt.session.Unbind() // the request moves: the failed node's end must not cancel it
-	node, outcome, err := rt.cluster.Reroute(r.Context(), rt.room, rt.node, !rt.unverified)
+	node, outcome, err := rt.cluster.Reroute(r.Context(), rt.room, rt.node, rt.place)
 	if err != nil {
 		rt.node = nil
 		countRoute(cluster.OutcomeNoNode)

@@ -1,0 +1,123 @@
+package livekitlb
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/livekit/protocol/auth"
+	"github.com/livekit/protocol/livekit"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// roomServicePrefix is the path of LiveKit's server API (Twirp): the
+// server SDKs' RoomServiceClient and the `lk` CLI call it.
+const roomServicePrefix = "/twirp/livekit.RoomService/"
+
+// maxAPIBody bounds the body the proxy reads to find a server API call's
+// room; LiveKit's own messages are far smaller (SendData's payload is
+// limited to 15 KiB by the SDKs).
+const maxAPIBody = 1 << 20
+
+// roomRequests are the server API calls that name a room, with the message
+// their body holds. Their room is read from the body, so that the call goes
+// to the room's node (CreateRoom: placed by the proxy first); the other
+// calls (ListRooms...) go to any routable node.
+var roomRequests = map[string]func() proto.Message{
+	"CreateRoom":          func() proto.Message { return new(livekit.CreateRoomRequest) },
+	"DeleteRoom":          func() proto.Message { return new(livekit.DeleteRoomRequest) },
+	"ListParticipants":    func() proto.Message { return new(livekit.ListParticipantsRequest) },
+	"GetParticipant":      func() proto.Message { return new(livekit.RoomParticipantIdentity) },
+	"RemoveParticipant":   func() proto.Message { return new(livekit.RoomParticipantIdentity) },
+	"MutePublishedTrack":  func() proto.Message { return new(livekit.MuteRoomTrackRequest) },
+	"UpdateParticipant":   func() proto.Message { return new(livekit.UpdateParticipantRequest) },
+	"UpdateSubscriptions": func() proto.Message { return new(livekit.UpdateSubscriptionsRequest) },
+	"SendData":            func() proto.Message { return new(livekit.SendDataRequest) },
+	"UpdateRoomMetadata":  func() proto.Message { return new(livekit.UpdateRoomMetadataRequest) },
+	"ForwardParticipant":  func() proto.Message { return new(livekit.ForwardParticipantRequest) },
+	"MoveParticipant":     func() proto.Message { return new(livekit.MoveParticipantRequest) },
+	"PerformRpc":          func() proto.Message { return new(livekit.PerformRpcRequest) },
+}
+
+// apiError is a refusal of a server API call, with its status.
+type apiError struct {
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+var errPermission = errors.New("permissions denied")
+
+// apiRoom reads the room a server API call names from its body (JSON or
+// protobuf, as Twirp accepts both), and puts the body back for the node.
+// Calls that name no room, and other methods, return "".
+func apiRoom(r *http.Request) (method, room string, err error) {
+	method = strings.TrimPrefix(r.URL.Path, roomServicePrefix)
+	newMsg := roomRequests[method]
+	if newMsg == nil || r.Method != http.MethodPost {
+		return method, "", nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxAPIBody+1))
+	_ = r.Body.Close()
+	if err != nil {
+		return method, "", &apiError{http.StatusBadRequest, "could not read the request body"}
+	}
+	if len(body) > maxAPIBody {
+		return method, "", &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", maxAPIBody)}
+	}
+	r.Body, r.ContentLength, r.TransferEncoding = io.NopCloser(bytes.NewReader(body)), int64(len(body)), nil
+	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	msg := newMsg()
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch ct {
+	case "application/json":
+		err = protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(body, msg)
+	case "application/protobuf":
+		err = proto.Unmarshal(body, msg)
+	default:
+		return method, "", &apiError{http.StatusUnsupportedMediaType, "Content-Type must be application/json or application/protobuf"}
+	}
+	if err != nil {
+		return method, "", &apiError{http.StatusBadRequest, "malformed " + method + " request body"}
+	}
+	switch m := msg.(type) {
+	case *livekit.CreateRoomRequest:
+		room = m.GetName()
+	case interface{ GetRoom() string }:
+		room = m.GetRoom()
+	}
+	if room == "" {
+		return method, "", &apiError{http.StatusBadRequest, method + " names no room"}
+	}
+	return method, room, nil
+}
+
+// permitted checks a verified token's grants for a server API call as
+// LiveKit does (pkg/service/auth.go: EnsureCreatePermission,
+// EnsureListPermission, EnsureAdminPermission), so that a call LiveKit
+// would refuse places nothing. Calls not listed are left to LiveKit.
+func permitted(g *auth.ClaimGrants, method, room string) bool {
+	v := (*auth.VideoGrant)(nil)
+	if g != nil {
+		v = g.Video
+	}
+	switch method {
+	case "CreateRoom", "DeleteRoom":
+		return v != nil && v.RoomCreate
+	case "ListRooms":
+		return v != nil && v.RoomList
+	case "ForwardParticipant", "MoveParticipant":
+		return true // a grant on two rooms: LiveKit checks it
+	}
+	if roomRequests[method] != nil {
+		return v != nil && v.RoomAdmin && v.Room == room
+	}
+	return true
+}
