@@ -50,6 +50,7 @@ type NodeView struct {
 	Dial     string  `json:"dial"`
 	State    string  `json:"state"`
 	Routable bool    `json:"routable"`
+	Drained  bool    `json:"drained"`
 	StatsAge float64 `json:"stats_age_seconds"`
 	Rooms    int     `json:"rooms"`
 }
