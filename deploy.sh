@@ -9,7 +9,8 @@
 #   ./deploy.sh restore FILE.tar.gz   put the keys back (into a fresh, empty Redis too)
 #   ./deploy.sh down              stop and remove the containers; Redis' volume stays
 #
-# Settings come from .env beside this script (ENV_FILE=... for another file); see .env.example.
+# Settings come from .env beside this script (ENV_FILE=... for another file); see .env.example. It is
+# read as data (KEY=VALUE, quotes optional, no $ substitution), never run as shell.
 # Variables already in the environment win over .env (as with docker compose).
 # Where the stack runs follows from NODES:
 #   - one of its addresses is this machine's (or THIS_NODE names it): this machine is that node,

@@ -67,6 +67,11 @@ cmd_restore() {
 cmd_down() {
 	local m
 	m=$(running_mode)
+	# no container, and no network left by one: compose would only complain
+	if [ -z "$m" ] && [ -z "$(docker network ls -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")" ]; then
+		log "nothing is running in project $COMPOSE_PROJECT_NAME"
+		return 0
+	fi
 	dc "${m:-$mode}" down --remove-orphans
 	log "containers removed; Redis' data stays in volume ${COMPOSE_PROJECT_NAME}_redis-data (docker volume rm it to wipe)"
 }

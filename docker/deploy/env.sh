@@ -15,24 +15,55 @@ new_env() {
 	log "wrote $ENV_FILE with new random secrets (edit NODES, DOMAIN and the rest there)"
 }
 
+# read_env FILE: FILE's settings into the environment, read as data the way docker compose reads an
+# env file, never evaluated: KEY=VALUE lines, an optional `export ` before KEY, blank lines and
+# `#` comments skipped. A value in single or double quotes is what is between them (in double quotes a
+# backslash escapes the next character); an unquoted value ends at ` #` and is trimmed. `$` is never
+# substituted: a secret may contain any character. A variable the caller's environment sets wins
+# (the names taken from FILE are in env_from_file).
+read_env() {
+	local line key raw value n=0 re_dq='^"(([^"\\]|\\.)*)"[[:space:]]*(#.*)?$' re_sq="^'([^']*)'[[:space:]]*(#.*)?\$"
+	declare -gA env_from_file=()
+	while IFS= read -r line || [ -n "$line" ]; do
+		n=$((n + 1))
+		line=${line%$'\r'}
+		line=${line#"${line%%[![:space:]]*}"}
+		case $line in "" | "#"*) continue ;; esac
+		[[ $line =~ ^(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*=(.*)$ ]] ||
+			die "$1, line $n: not KEY=VALUE"
+		key=${BASH_REMATCH[2]} raw=${BASH_REMATCH[3]}
+		value=${raw#"${raw%%[![:space:]]*}"}
+		case $value in
+		\"*)
+			[[ $value =~ $re_dq ]] || die "$1, line $n: $key: the double quote is not closed (or text follows it)"
+			value=$(sed 's/\\\(.\)/\1/g' <<<"${BASH_REMATCH[1]}")
+			;;
+		\'*)
+			[[ $value =~ $re_sq ]] || die "$1, line $n: $key: the single quote is not closed (or text follows it)"
+			value=${BASH_REMATCH[1]}
+			;;
+		*)
+			value=${raw%%[[:space:]]"#"*} # a comment starts at a # after a space
+			value=${value#"${value%%[![:space:]]*}"}
+			value=${value%"${value##*[![:space:]]}"}
+			;;
+		esac
+		[ -n "${env_from_file[$key]:-}" ] || [ -z "${!key+set}" ] || continue
+		env_from_file[$key]=1
+		printf -v "$key" '%s' "$value"
+		export "${key?}"
+	done <"$1"
+}
+
 load_env() {
 	if [ -f "$ENV_FILE" ]; then
-		# The caller's environment wins over .env: keep what it sets, source, put it back.
-		local k
-		declare -A keep=()
-		for k in $(sed -n 's/^[[:space:]]*\(export[[:space:]]\{1,\}\)\{0,1\}\([A-Za-z_][A-Za-z0-9_]*\)=.*/\2/p' "$ENV_FILE"); do
-			[ -z "${!k+set}" ] || keep[$k]=${!k}
-		done
-		set -a
-		# shellcheck disable=SC1090
-		. "$ENV_FILE"
-		set +a
-		for k in "${!keep[@]}"; do export "$k=${keep[$k]}"; done
+		read_env "$ENV_FILE"
 	elif [ "${1:-}" = required ]; then
 		new_env
 		load_env
 		return
 	fi
+	parse_addresses
 	: "${COMPOSE_PROJECT_NAME:=livekit}"
 	: "${REDIS_IMAGE:=redis:7}"
 	: "${LIVEKIT_IMAGE:=livekit/livekit-server:v1.13.5}"
@@ -42,13 +73,6 @@ load_env() {
 	: "${TLS:=off}"
 	export COMPOSE_PROJECT_NAME REDIS_IMAGE LIVEKIT_IMAGE CADDY_IMAGE BASE_IMAGE CADDYFILE TLS
 
-	IFS=, read -r -a nodes <<<"${NODES:-}"
-	local i n=()
-	for i in "${nodes[@]}"; do i=${i//[[:space:]]/}; [ -z "$i" ] || n+=("$i"); done
-	nodes=("${n[@]+"${n[@]}"}")
-	for i in "${nodes[@]}"; do
-		[[ $i =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "NODES: $i is not an IPv4 address"
-	done
 	find_this_node
 	if [ -n "${THIS_NODE:-}" ]; then
 		host_env
@@ -59,6 +83,35 @@ load_env() {
 	: "${ALLOW_NETWORKS:=$(allow_networks)}"
 	export ALLOW_NETWORKS
 	if docker compose version >/dev/null 2>&1; then dc_bin=(docker compose); else dc_bin=(docker-compose); fi
+}
+
+# ipv4 A: A is an IPv4 address in dotted-quad form, four numbers 0-255 without leading zeros (as Go,
+# and so LiveKit and our Caddy, parse it).
+ipv4() {
+	local o='(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])'
+	[[ $1 =~ ^$o\.$o\.$o\.$o$ ]]
+}
+
+# parse_addresses: nodes, NODES' addresses, each checked, and THIS_NODE and REDIS_HOST when they are
+# addresses; before anything is asked of Docker, so a bad address stops deploy.sh with nothing touched.
+parse_addresses() {
+	local i n=() seen=" "
+	IFS=, read -r -a nodes <<<"${NODES:-}"
+	for i in "${nodes[@]}"; do
+		i=${i//[[:space:]]/}
+		[ -n "$i" ] || continue
+		ipv4 "$i" || die "NODES: '$i' is not an IPv4 address (four numbers 0-255 separated by dots)"
+		[[ $seen != *" $i "* ]] || die "NODES: $i is listed twice"
+		seen+="$i " n+=("$i")
+	done
+	nodes=("${n[@]+"${n[@]}"}")
+	if [ -n "${THIS_NODE:-}" ]; then
+		ipv4 "$THIS_NODE" || die "THIS_NODE: '$THIS_NODE' is not an IPv4 address (four numbers 0-255 separated by dots)"
+	fi
+	# REDIS_HOST may be a name (redis, or a host name of your own Redis); digits and dots are an address.
+	if [[ ${REDIS_HOST:-} =~ ^[0-9.]+$ ]]; then
+		ipv4 "$REDIS_HOST" || die "REDIS_HOST: '$REDIS_HOST' is not an IPv4 address (four numbers 0-255 separated by dots)"
+	fi
 }
 
 # local_addresses: "interface address" for every IPv4 address of this machine.

@@ -96,10 +96,27 @@ cmd_deploy() {
 		log "$mode stack $COMPOSE_PROJECT_NAME is up: nodes $NODES_CSV"
 		url=http://${HTTP_BIND:-127.0.0.1}:${ports[0]}
 	fi
+	create_room_hint "$url"
+}
+
+# create_room_hint URL: how to create a room, as commands that work as pasted: the key is read from
+# the env file (its value is never printed), or taken from the environment that gave it to deploy.sh.
+create_room_hint() {
+	local file key_line
+	file=$(cd "$(dirname "$ENV_FILE")" && pwd)/$(basename "$ENV_FILE")
+	if [ -z "${env_from_file[CREATE_ROOM_KEY]:-}" ]; then
+		key_line="# CREATE_ROOM_KEY: the key deploy.sh was given in its environment"
+	elif [ "$(sed -n 's/^CREATE_ROOM_KEY=//p' "$file")" = "$CREATE_ROOM_KEY" ]; then
+		# shellcheck disable=SC2016 # $(...) is for the reader's shell
+		key_line='CREATE_ROOM_KEY=$(sed -n '\''s/^CREATE_ROOM_KEY=//p'\'' '"$(printf %q "$file")"')'
+	else # quoted, or written with export: not the plain KEY=VALUE line that sed reads
+		key_line="CREATE_ROOM_KEY='...'   # the value of CREATE_ROOM_KEY in $file"
+	fi
 	cat <<EOF
 Create a room (the answer has the token and the URL clients connect to):
 
-  curl -sS $url/api/create-room \\
+  $key_line
+  curl -sS $1/api/create-room \\
     -H "Authorization: Bearer \$CREATE_ROOM_KEY" -H 'Content-Type: application/json' \\
     -d '{"room_name": "standup", "user_name": "Alice"}'
 EOF
@@ -174,8 +191,18 @@ cmd_verify() {
 	fi
 }
 
+# cmd_status: the table of `caddy livekit status`, without the config-loading logs Caddy writes on
+# stderr; when it fails, its errors, then the containers, and exit 1.
 cmd_status() {
-	caddy_exec status || true
+	local errs rc=0
+	errs=$(mktemp)
+	if ! caddy_exec status 2>"$errs"; then
+		rc=1
+		log "caddy livekit status failed:"
+		grep -v '"level":"\(debug\|info\)"' "$errs" >&2 || tail -n 3 "$errs" >&2
+	fi
+	rm -f "$errs"
 	echo
 	dc "$mode" ps
+	return "$rc"
 }

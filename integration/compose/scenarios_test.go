@@ -34,6 +34,11 @@ func TestSingleNodePublishSubscribe(t *testing.T) {
 			t.Errorf("deploy.sh says nothing of %s:\n%s", img, out)
 		}
 	}
+	pasteCreateRoom(t, out)
+	status := s.mustDeploySh("status")
+	if !strings.Contains(status, "NODE ") || strings.Contains(status, `"level":`) {
+		t.Errorf("deploy.sh status: want the table without Caddy's logs:\n%s", status)
+	}
 	start := time.Now()
 	c := s.startClient("caddy", "pubsub", "-room", "single-pubsub")
 	r := c.next(90 * time.Second)
@@ -47,6 +52,29 @@ func TestSingleNodePublishSubscribe(t *testing.T) {
 		if len(ws[id]) == 0 {
 			t.Errorf("no \"new client WS connected\" line for %s on livekit1", id)
 		}
+	}
+}
+
+// pasteCreateRoom runs the create-room commands deploy printed, as a user pastes them into a
+// shell elsewhere: they must answer with a token.
+func pasteCreateRoom(t *testing.T, deployOut string) {
+	t.Helper()
+	_, hint, ok := strings.Cut(deployOut, "Create a room")
+	var lines []string
+	for _, l := range strings.Split(hint, "\n")[1:] {
+		if strings.HasPrefix(l, "  ") {
+			lines = append(lines, l)
+		}
+	}
+	if !ok || len(lines) == 0 {
+		t.Fatalf("deploy printed no create-room command:\n%s", deployOut)
+	}
+	cmd := exec.Command("bash", "-c", strings.Join(lines, "\n"))
+	cmd.Dir = t.TempDir()
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"token"`) {
+		t.Errorf("the create-room command deploy printed, as pasted: %v\n%s\n%s", err, strings.Join(lines, "\n"), out)
 	}
 }
 

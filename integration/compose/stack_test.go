@@ -129,11 +129,12 @@ func newStack(t *testing.T, nodes int) *stack {
 	s := &stack{t: t, dir: t.TempDir(), project: "lkct" + randHex(3), prefix: freeSubnet(t), vars: map[string]string{}}
 	s.set("COMPOSE_PROJECT_NAME", s.project)
 	s.set("NODES", s.nodeList(nodes))
-	s.set("REDIS_PASSWORD", "pw-"+randHex(8))
+	// `$` in secrets: deploy.sh reads the env file as data, never substitutes (docs/deploy.md)
+	s.set("REDIS_PASSWORD", "pw-$"+randHex(8))
 	s.set("LIVEKIT_API_KEY", "APIct"+randHex(3))
 	s.set("LIVEKIT_API_SECRET", randHex(20))
-	s.set("CREATE_ROOM_KEY", "crk-"+randHex(16)) // 32+ characters, as livekit_token requires
-	s.set("CREATE_ROOM_CALLER_IDENTITY", "true") // the tests name their participants
+	s.set("CREATE_ROOM_KEY", "crk-$"+randHex(16)) // 32+ characters, as livekit_token requires
+	s.set("CREATE_ROOM_CALLER_IDENTITY", "true")  // the tests name their participants
 	s.set("CADDY_PORT", freePort(t))
 	s.set("CADDY1_PORT", freePort(t))
 	s.set("CADDY2_PORT", freePort(t))
