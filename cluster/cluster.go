@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -23,8 +24,10 @@ type Cluster struct {
 	log    *zap.Logger
 	obs    Observer
 
-	stop context.CancelFunc
-	done chan struct{}
+	stop      context.CancelFunc
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open connects to the cluster's Redis and starts reading it (and probing
@@ -53,6 +56,7 @@ func New(cfg Config, st Store, log *zap.Logger, obs Observer) (*Cluster, error) 
 	c.ops, _ = st.(OpsStore)
 	c.store = timedStore{Store: st, obs: obs}
 	c.view = newView(cfg, c.store, book, log, obs)
+	c.view.stopped = c.done
 	c.probes = newProber(cfg, c.view.current, log, obs)
 	c.place = &placer{
 		store: c.store, nodes: c.view.current, redisOK: c.view.redisOK.Load, measure: cfg.LoadMeasure,
@@ -82,14 +86,17 @@ func (c *Cluster) run(ctx context.Context) {
 // Close stops reading and probing, drops the nodes' metric series and
 // closes the Redis client.
 func (c *Cluster) Close() error {
-	c.stop()
-	<-c.done
-	var ids []string
-	for _, n := range c.view.current().nodes {
-		ids = append(ids, n.ID)
-	}
-	c.obs.NodesRead(time.Now(), nil, ids)
-	return c.store.Close()
+	c.closeOnce.Do(func() {
+		c.stop()
+		<-c.done
+		var ids []string
+		for _, n := range c.view.current().nodes {
+			ids = append(ids, n.ID)
+		}
+		c.obs.NodesRead(time.Now(), nil, ids)
+		c.closeErr = c.store.Close()
+	})
+	return c.closeErr
 }
 
 // Config is the cluster's configuration, defaults filled in.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -144,7 +145,7 @@ func (c RedisConfig) client(timeout time.Duration) redis.UniversalClient {
 // a context of its own). Ours go to Caddy's log at debug level: the cluster
 // logs each change of Redis reachability once.
 type redisLog struct {
-	log      *zap.Logger
+	log      *atomic.Pointer[zap.Logger] // the latest config's
 	fallback *log.Logger
 }
 
@@ -162,24 +163,32 @@ func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
 		_ = l.fallback.Output(2, msg)
 		return
 	}
-	if c := l.log.Check(zapcore.DebugLevel, "go-redis"); c != nil {
+	if c := l.log.Load().Check(zapcore.DebugLevel, "go-redis"); c != nil {
 		c.Write(zap.String("message", msg))
 	}
 }
 
+// namesOurs: msg names one of our addresses as a whole word ("dial tcp
+// 10.0.0.5:6379: ..."), not as part of another ("10.0.0.5:63790").
 func namesOurs(msg string) bool {
-	ours := false
-	ourAddrs.Range(func(k, _ any) bool {
-		ours = strings.Contains(msg, k.(string))
-		return !ours
-	})
-	return ours
+	for _, w := range strings.FieldsFunc(msg, func(r rune) bool { return r == ' ' || r == ',' || r == '[' || r == ']' }) {
+		if _, ok := ourAddrs.Load(strings.TrimSuffix(w, ":")); ok {
+			return true
+		}
+	}
+	return false
 }
 
-var redisLogOnce sync.Once
+var (
+	redisLogOnce sync.Once
+	redisLogTo   atomic.Pointer[zap.Logger]
+)
 
+// scopeRedisLog installs redisLog once and points it at lg (the logger of
+// the latest config: a reload may change where logs go).
 func scopeRedisLog(lg *zap.Logger) {
+	redisLogTo.Store(lg.Named("go-redis"))
 	redisLogOnce.Do(func() {
-		redis.SetLogger(redisLog{log: lg.Named("go-redis"), fallback: log.New(os.Stderr, "redis: ", log.LstdFlags|log.Lshortfile)})
+		redis.SetLogger(redisLog{log: &redisLogTo, fallback: log.New(os.Stderr, "redis: ", log.LstdFlags|log.Lshortfile)})
 	})
 }

@@ -73,15 +73,18 @@ func (c *Cluster) Rooms(ctx context.Context, cursor uint64, count int64) (map[st
 }
 
 // Drain sets a node id or IP aside from new rooms on every proxy of the
-// cluster (or gives it back with on=false), and has this proxy read the
-// list again before it returns. Its rooms stay where they are.
+// cluster (or gives it back with on=false), and waits up to redis_timeout
+// for this proxy to read the list again (the others do at their next
+// refresh). Its rooms stay where they are.
 func (c *Cluster) Drain(ctx context.Context, node string, on bool) error {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.RedisTimeout)
+	wctx, cancel := context.WithTimeout(ctx, c.cfg.RedisTimeout)
 	defer cancel()
-	if err := c.store.SetDrained(ctx, node, on); err != nil {
+	if err := c.store.SetDrained(wctx, node, on); err != nil {
 		return redisErr(err)
 	}
-	c.view.refreshNow(ctx)
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.RedisTimeout)
+	defer cancel()
+	c.view.refreshNow(rctx)
 	return nil
 }
 

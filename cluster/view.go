@@ -29,6 +29,7 @@ type view struct {
 	redisOK atomic.Bool
 	loaded  chan struct{} // closed after the first refresh attempt
 	kicks   chan chan struct{}
+	stopped <-chan struct{} // closed when run has returned
 
 	// run's own: each node's health outlives the snapshots, and the last
 	// Redis outage (no node can write stats during one, so its length does
@@ -90,12 +91,15 @@ func (v *view) run(ctx context.Context) {
 	}
 }
 
-// refreshNow has run read Redis again (after a drain) and waits for it.
+// refreshNow has run read Redis again (after a drain) and waits for it, or
+// for ctx, or for run to have stopped.
 func (v *view) refreshNow(ctx context.Context) {
 	done := make(chan struct{})
 	select {
 	case v.kicks <- done:
 	case <-ctx.Done():
+		return
+	case <-v.stopped:
 		return
 	}
 	select {

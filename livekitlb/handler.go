@@ -1,6 +1,7 @@
 package livekitlb
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -89,8 +90,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if s == nil {
 			return err
 		}
-		err = next.ServeHTTP(&sessionWriter{ResponseWriter: w, s: s}, r.WithContext(s.Context()))
+		sw := &sessionWriter{ResponseWriter: w, s: s}
+		err = next.ServeHTTP(sw, r.WithContext(s.Context()))
 		if !s.Release() {
+			h.undoFailedCreate(r, room, sw.status)
 			if err != nil && !s.Committed() {
 				// answer here: Caddy's own error log line would carry the
 				// request's original URI, access_token and all
@@ -110,6 +113,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			c.Write(cluster.Field("room", room), cluster.Field("path", r.URL.Path))
 		}
 	}
+}
+
+// undoFailedCreate removes the placement a server API CreateRoom made when
+// the node did not create the room (LiveKit refused the name, the node
+// failed): nothing else would ever remove it.
+func (h *Handler) undoFailedCreate(r *http.Request, room string, status int) {
+	rt := routeFrom(r)
+	if rt == nil || !rt.create || rt.node == nil || status >= 200 && status < 300 ||
+		rt.outcome != cluster.OutcomePlaced && rt.outcome != cluster.OutcomeReplaced {
+		return
+	}
+	err := h.cluster.Unplace(context.WithoutCancel(r.Context()), room, rt.node.ID)
+	h.logger.Info("CreateRoom failed on its node; placement undone", cluster.Field("room", room),
+		zap.String("node", rt.node.ID), zap.Int("status", status), zap.NamedError("unplace", err))
 }
 
 // proxyFailed answers a request no node could take with a JSON error and
@@ -150,7 +167,7 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, room string, pla
 		c.Write(cluster.Field("room", room), zap.String("node", node.ID), zap.String("dial", node.Dial), zap.String("outcome", string(outcome)))
 	}
 	s := cluster.NewSession(r.Context())
-	rt := &route{cluster: h.cluster, room: room, session: s, place: place}
+	rt := &route{cluster: h.cluster, room: room, session: s, place: place, create: place && isCreateRoom(r)}
 	setRoute(r, rt)
 	rt.use(r, node, outcome)
 	return s, nil

@@ -3,6 +3,7 @@ package livekitlb
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -29,6 +30,11 @@ func serverToken(t testing.TB, g *auth.VideoGrant) string {
 // body it got. It returns the response, the node chosen (nil if none) and
 // that body.
 func apiCall(t *testing.T, h *Handler, method, contentType string, body []byte, tok string) (*httptest.ResponseRecorder, *route, []byte) {
+	return apiCallAnswered(t, h, method, contentType, body, tok, http.StatusOK)
+}
+
+// apiCallAnswered is apiCall where the node answers status.
+func apiCallAnswered(t *testing.T, h *Handler, method, contentType string, body []byte, tok string, status int) (*httptest.ResponseRecorder, *route, []byte) {
 	t.Helper()
 	req := httptest.NewRequest("POST", roomServicePrefix+method, bytes.NewReader(body))
 	req.Header.Set("Content-Type", contentType)
@@ -44,6 +50,7 @@ func apiCall(t *testing.T, h *Handler, method, contentType string, body []byte, 
 		if r.ContentLength != int64(len(got)) {
 			t.Errorf("ContentLength %d for a body of %d bytes", r.ContentLength, len(got))
 		}
+		w.WriteHeader(status)
 		return nil
 	})
 	w := httptest.NewRecorder()
@@ -79,6 +86,24 @@ func TestCreateRoomPlacedByTheProxy(t *testing.T) {
 	f.Placements["busy"] = "ND_b"
 	if _, rt, _ := apiCall(t, h, "CreateRoom", "application/json", []byte(`{"name":"busy"}`), tok); rt.node.ID != "ND_b" {
 		t.Fatalf("CreateRoom of a placed room went to %s", rt.node.ID)
+	}
+	// LiveKit refused the room (a name over its limit): the placement goes;
+	// one that was there before stays
+	for room, want := range map[string]string{"refused": "", "busy": "ND_b"} {
+		apiCallAnswered(t, h, "CreateRoom", "application/json", []byte(`{"name":"`+room+`"}`), tok, http.StatusBadRequest)
+		if got := f.Room(room); got != want {
+			t.Fatalf("after a refused CreateRoom of %s, room_node_map %q, want %q", room, got, want)
+		}
+	}
+}
+
+// twirpError checks a refusal of a server API call is a Twirp error, which
+// server SDKs report as such.
+func twirpError(t *testing.T, w *httptest.ResponseRecorder) {
+	t.Helper()
+	var e struct{ Code, Msg string }
+	if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Code == "" || e.Msg == "" {
+		t.Fatalf("body %q is not a Twirp error: %v", w.Body, err)
 	}
 }
 
@@ -120,7 +145,7 @@ func TestRoomCallsFollowTheRoom(t *testing.T) {
 		if w.Code != http.StatusUnauthorized || rt != nil || f.Room("new") != "" {
 			t.Errorf("%s: status %d, routed %v", name, w.Code, rt != nil)
 		}
-		jsonError(t, w)
+		twirpError(t, w)
 	}
 }
 
@@ -144,7 +169,7 @@ func TestBadServerAPIBodies(t *testing.T) {
 		if w.Code != c.status || rt != nil {
 			t.Errorf("%s: status %d (want %d), sent on %v", name, w.Code, c.status, rt != nil)
 		}
-		jsonError(t, w)
+		twirpError(t, w)
 	}
 }
 
@@ -173,4 +198,26 @@ func FuzzAPIRoom(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Only joins place a room: a verified token with a room on another path
+// (an agent dispatch, anything else), or a /rtc token without roomJoin,
+// follows the room's placement and writes none.
+func TestOnlyJoinsPlace(t *testing.T) {
+	f, r := twoNodes(t)
+	h := testHandler(t, r, true)
+	admin := serverToken(t, &auth.VideoGrant{RoomAdmin: true, Room: "dispatched"})
+	for _, req := range []*http.Request{
+		httptest.NewRequest("POST", "/twirp/livekit.AgentDispatchService/CreateDispatch", strings.NewReader(`{"room":"dispatched"}`)),
+		httptest.NewRequest("GET", "/anything?access_token="+admin, nil),
+		httptest.NewRequest("GET", "/rtc?access_token="+admin, nil),
+	} {
+		req.Header.Set("Authorization", "Bearer "+admin)
+		if _, rt := serve(t, h, req); rt == nil || rt.place || f.Room("dispatched") != "" {
+			t.Fatalf("%s %s placed the room (route %+v)", req.Method, req.URL.Path, rt)
+		}
+	}
+	if _, rt := serve(t, h, httptest.NewRequest("GET", "/rtc?access_token="+mint(t, testKey, testSecret, "dispatched", 3600e9), nil)); rt == nil || !rt.place || f.Room("dispatched") == "" {
+		t.Fatal("a join did not place its room")
+	}
 }

@@ -14,11 +14,15 @@ import (
 // (499) is dropped, and the handler sends the request elsewhere.
 type sessionWriter struct {
 	http.ResponseWriter
-	s *cluster.Session
+	s      *cluster.Session
+	status int // the status the client got (0: none yet)
 }
 
 func (w *sessionWriter) WriteHeader(code int) {
 	if w.s.Commit() {
+		if w.status == 0 || w.status < 200 {
+			w.status = code
+		}
 		w.ResponseWriter.WriteHeader(code)
 	}
 }
@@ -26,6 +30,9 @@ func (w *sessionWriter) WriteHeader(code int) {
 func (w *sessionWriter) Write(b []byte) (int, error) {
 	if !w.s.Commit() {
 		return len(b), nil
+	}
+	if w.status == 0 {
+		w.status = http.StatusOK
 	}
 	return w.ResponseWriter.Write(b)
 }

@@ -16,8 +16,9 @@ import (
 // target returns the room a request is for ("" when it names none) and
 // whether the proxy may place that room. A join's room is its token's; a
 // server API call's is the one its body names (serverapi.go). Only a
-// verified token may place: a join, or a CreateRoom its grants allow; the
-// other calls follow the room's placement and never write one.
+// verified token may place: a join (/rtc, a WHIP publish) with roomJoin, or
+// a CreateRoom its grants allow; every other request follows the room's
+// placement and never writes one.
 func (h *Handler) target(r *http.Request) (room string, place bool, err error) {
 	raw, err := tokenFromRequest(r)
 	if err != nil {
@@ -42,9 +43,13 @@ func (h *Handler) target(r *http.Request) (room string, place bool, err error) {
 		room, verified = roomOf(grants), true
 	}
 	if !api {
-		return room, verified, nil
+		return room, verified && isJoin(r) && canJoin(grants), nil
 	}
-	method, room, err := apiRoom(r)
+	method := strings.TrimPrefix(r.URL.Path, roomServicePrefix)
+	if verified && !mayCall(grants, method) {
+		return "", false, fmt.Errorf("%w for %s", errPermission, method)
+	}
+	method, room, err = apiRoom(r)
 	if err != nil {
 		return "", false, err
 	}
@@ -65,7 +70,18 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err error) erro
 	countRoute(outcome)
 	h.logger.Info("refused request", zap.String("remote", r.RemoteAddr), cluster.Field("path", r.URL.Path),
 		zap.Int("status", status), zap.Error(err))
+	if strings.HasPrefix(r.URL.Path, roomServicePrefix) {
+		return reply.Twirp(w, status, err.Error())
+	}
 	return reply.Error(w, status, err.Error())
+}
+
+// canJoin: the grants let a participant join (LiveKit's EnsureJoinPermission).
+func canJoin(g *auth.ClaimGrants) bool { return g != nil && g.Video != nil && g.Video.RoomJoin }
+
+// isJoin: a request that joins a participant to its token's room.
+func isJoin(r *http.Request) bool {
+	return isSignalPath(r.URL.Path) || r.Method == http.MethodPost && r.URL.Path == "/whip/v1"
 }
 
 // isSignalPath: the paths where LiveKit requires a token (rtcservice.go).

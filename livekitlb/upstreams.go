@@ -24,6 +24,10 @@ type route struct {
 	session *cluster.Session
 	// place: the room may be placed by the proxy (see Handler.target)
 	place bool
+	// create: a server API CreateRoom, whose placement is undone if the
+	// node does not create the room (Handler.undoFailedCreate)
+	create  bool
+	outcome cluster.Outcome
 }
 
 const routeVar = "livekit.route"
@@ -38,7 +42,7 @@ func routeFrom(r *http.Request) *route {
 // use makes node the request's node: counted, bound to the session (its
 // death ends the request) and shown in the livekit.* vars for logs.
 func (rt *route) use(r *http.Request, node *cluster.Node, outcome cluster.Outcome) {
-	rt.node = node
+	rt.node, rt.outcome = node, outcome
 	countRoute(outcome)
 	rt.session.Bind(node)
 	caddyhttp.SetVar(r.Context(), "livekit.node", node.ID)

@@ -153,17 +153,32 @@ func TestServerAPICreateRoomRacingJoins(t *testing.T) {
 	}
 }
 
-// A body the proxy cannot read gets the proxy's own JSON error, not LiveKit's.
+// A body the proxy cannot read gets the proxy's own Twirp error (the SDKs
+// report it), and LiveKit never sees it; a CreateRoom LiveKit refuses (a
+// name over its 256-byte limit) leaves no placement behind.
 func TestServerAPIBadBodies(t *testing.T) {
 	c := startCluster(t, 1)
+	long := strings.Repeat("n", 300)
+	rs := lksdk.NewRoomServiceClient(c.proxy.HTTP(), harness.APIKey, harness.APISecret)
+	if _, err := rs.CreateRoom(context.Background(), &livekit.CreateRoomRequest{Name: long}); err == nil {
+		t.Fatal("LiveKit created a room with a 300-byte name")
+	}
+	if at := c.RoomNode(long); at != "" {
+		t.Fatalf("a refused CreateRoom left its placement on %s", c.Name(at))
+	}
 	tok, err := auth.NewAccessToken(harness.APIKey, harness.APISecret).SetVideoGrant(&auth.VideoGrant{RoomCreate: true}).ToJWT()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, body := range map[string][]byte{
-		"malformed": []byte(`{"name":`),
-		"oversized": []byte(`{"name":"` + strings.Repeat("x", 2<<20) + `"}`),
+	for name, want := range map[string]struct {
+		body   []byte
+		status int
+		msg    string
+	}{
+		"malformed": {[]byte(`{"name":`), http.StatusBadRequest, "malformed CreateRoom request body"},
+		"oversized": {[]byte(`{"name":"` + strings.Repeat("x", 2<<20) + `"}`), http.StatusRequestEntityTooLarge, "request body over 1048576 bytes"},
 	} {
+		body := want.body
 		req, _ := http.NewRequest("POST", c.proxy.HTTP()+"/twirp/livekit.RoomService/CreateRoom", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+tok)
@@ -173,8 +188,8 @@ func TestServerAPIBadBodies(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		var e struct{ Error string }
-		if resp.StatusCode/100 != 4 || json.Unmarshal(b, &e) != nil || e.Error == "" {
+		var e struct{ Code, Msg string }
+		if resp.StatusCode != want.status || json.Unmarshal(b, &e) != nil || e.Code == "" || e.Msg != want.msg {
 			t.Errorf("%s: %d %s", name, resp.StatusCode, b)
 		}
 	}
