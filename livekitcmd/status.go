@@ -58,10 +58,13 @@ func ignoredEntry(b cluster.BadNode) string {
 	return fmt.Sprintf("nodes entry %s ignored: %s", b.Field, b.Reason)
 }
 
-// roomsCmd lists room_node_map, sorted by room, optionally for one node.
+// roomsCmd lists room_node_map, sorted by room, optionally for one node. A
+// room placed on a node id that no longer has an entry in Redis' `nodes` is
+// marked "(node gone)" (JSON: node_gone): the proxy re-places it when its
+// participants join again.
 func roomsCmd(ctx context.Context, e *env) error {
 	node, _ := e.cmd.Flags().GetString("node")
-	var all []livekitlb.RoomPlacement
+	var all []roomRow
 	var cursor uint64
 	for {
 		page, next, err := e.reg.Rooms(ctx, cursor, 1000)
@@ -70,7 +73,7 @@ func roomsCmd(ctx context.Context, e *env) error {
 		}
 		for room, id := range page {
 			if node == "" || node == id {
-				all = append(all, livekitlb.RoomPlacement{Room: room, Node: id})
+				all = append(all, roomRow{RoomPlacement: livekitlb.RoomPlacement{Room: room, Node: id}})
 			}
 		}
 		if cursor = next; cursor == 0 {
@@ -78,17 +81,48 @@ func roomsCmd(ctx context.Context, e *env) error {
 		}
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].Room < all[j].Room })
+	gone := nodeGone(e.reg)
+	for i := range all {
+		all[i].NodeGone = gone(all[i].Node)
+	}
 	if e.json {
 		if all == nil {
-			all = []livekitlb.RoomPlacement{}
+			all = []roomRow{}
 		}
-		return writeJSON(e.out, livekitlb.RoomsView{Rooms: all})
+		return writeJSON(e.out, struct {
+			Rooms      []roomRow `json:"rooms"`
+			NextCursor uint64    `json:"next_cursor"`
+		}{Rooms: all})
 	}
 	w := tabwriter.NewWriter(e.out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "ROOM\tNODE")
 	for _, r := range all {
-		fmt.Fprintf(w, "%s\t%s\n", r.Room, r.Node)
+		note := ""
+		if r.NodeGone {
+			note = " (node gone)"
+		}
+		fmt.Fprintf(w, "%s\t%s%s\n", r.Room, r.Node, note)
 	}
 	fmt.Fprintf(w, "(%d rooms)\n", len(all))
 	return w.Flush()
+}
+
+// roomRow is a room_node_map entry as `rooms` shows it (livekitlb.RoomsView's
+// entries, and whether the node is gone).
+type roomRow struct {
+	livekitlb.RoomPlacement
+	NodeGone bool `json:"node_gone,omitempty"`
+}
+
+// nodeGone reports whether a node id has no entry in Redis' `nodes`, not even
+// one ignored as unreadable (those are named by cluster.Quote).
+func nodeGone(reg *cluster.Cluster) func(id string) bool {
+	known := map[string]bool{}
+	for _, n := range reg.Status() {
+		known[n.ID] = true
+	}
+	for _, b := range reg.BadNodes() {
+		known[b.Field] = true
+	}
+	return func(id string) bool { return !known[id] && !known[cluster.Quote(id)] }
 }

@@ -81,7 +81,7 @@ func TestStatusNoNodes(t *testing.T) {
 func TestRooms(t *testing.T) {
 	r := startRedis(t)
 	r.register(t, lkNode("ND_a", "10.9.0.1", serving, time.Second), lkNode("ND_b", "10.9.0.2", serving, time.Second))
-	if err := r.rc.HSet(context.Background(), "room_node_map", "zeta", "ND_a", "alpha", "ND_b", "mid", "ND_a").Err(); err != nil {
+	if err := r.rc.HSet(context.Background(), "room_node_map", "zeta", "ND_a", "alpha", "ND_b", "mid", "ND_a", "orphan", "ND_gone").Err(); err != nil {
 		t.Fatal(err)
 	}
 	cfg := writeCaddyfile(t, r, map[string]string{"10.9.0.1": liveNode(t), "10.9.0.2": liveNode(t)})
@@ -90,8 +90,23 @@ func TestRooms(t *testing.T) {
 	if i, j, k := strings.Index(out, "alpha"), strings.Index(out, "mid"), strings.Index(out, "zeta"); i < 0 || !(i < j && j < k) {
 		t.Errorf("rooms not listed in order:\n%s", out)
 	}
-	if !strings.Contains(out, "(3 rooms)") {
+	if !strings.Contains(out, "(4 rooms)") {
 		t.Errorf("rooms: no count:\n%s", out)
+	}
+	// a room on a node id no longer in Redis' nodes is marked; the others are not
+	if !strings.Contains(out, "ND_gone (node gone)") || strings.Count(out, "(node gone)") != 1 {
+		t.Errorf("rooms: want the room on ND_gone, and only it, marked (node gone):\n%s", out)
+	}
+	var gone struct {
+		Rooms []map[string]any `json:"rooms"`
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, "rooms", "--config", cfg, "--json")), &gone); err != nil {
+		t.Fatal(err)
+	}
+	for _, room := range gone.Rooms {
+		if (room["node_gone"] == true) != (room["node"] == "ND_gone") {
+			t.Errorf("rooms --json: %v: node_gone wrong", room)
+		}
 	}
 
 	var view livekitlb.RoomsView
