@@ -30,15 +30,22 @@ func TestRouteKnownRoomGoesToItsNode(t *testing.T) {
 	}
 }
 
+// routesTo routes room and checks the node chosen, the outcome, and that
+// room_node_map names that node afterwards.
+func routesTo(t *testing.T, f *clustertest.Store, r *Cluster, room, want string, outcome Outcome) {
+	t.Helper()
+	n, o := mustRoute(t, r, room)
+	if n.ID != want || o != outcome {
+		t.Fatalf("%s: got %s %s, want %s %s", room, n.ID, o, want, outcome)
+	}
+	if got := f.Room(room); got != want {
+		t.Fatalf("room_node_map[%s] = %q, want %s", room, got, want)
+	}
+}
+
 func TestRouteNewRoomPlacedOnLeastLoaded(t *testing.T) {
 	f, r := twoNodes(t)
-	n, o := mustRoute(t, r, "new")
-	if n.ID != "ND_a" || o != OutcomePlaced {
-		t.Fatalf("got %s %s, want ND_a placed", n.ID, o)
-	}
-	if got := f.Room("new"); got != "ND_a" {
-		t.Fatalf("room_node_map[new] = %q, want ND_a", got)
-	}
+	routesTo(t, f, r, "new", "ND_a", OutcomePlaced)
 }
 
 func TestRouteFollowsWinnerOfPlacementRace(t *testing.T) {
@@ -46,13 +53,7 @@ func TestRouteFollowsWinnerOfPlacementRace(t *testing.T) {
 	// another writer places the room between our lookup and our write
 	racer := &racingStore{Store: f, room: "contested", winner: "ND_b"}
 	r.place.store = racer
-	n, o := mustRoute(t, r, "contested")
-	if n.ID != "ND_b" || o != OutcomeFollowed {
-		t.Fatalf("got %s %s, want ND_b followed", n.ID, o)
-	}
-	if got := f.Room("contested"); got != "ND_b" {
-		t.Fatalf("room_node_map[contested] = %q, want the winner ND_b", got)
-	}
+	routesTo(t, f, r, "contested", "ND_b", OutcomeFollowed) // the winner's
 }
 
 // racingStore lets another writer place room right after our lookup.
@@ -75,14 +76,7 @@ func TestRouteReplacesRoomOfDeadNode(t *testing.T) {
 	f.SetNode(dead)
 	f.Placements["orphan"] = "ND_dead"
 	r.Refresh(context.Background())
-
-	n, o := mustRoute(t, r, "orphan")
-	if n.ID != "ND_a" || o != OutcomeReplaced {
-		t.Fatalf("got %s %s, want ND_a replaced", n.ID, o)
-	}
-	if got := f.Room("orphan"); got != "ND_a" {
-		t.Fatalf("room_node_map[orphan] = %q, want ND_a", got)
-	}
+	routesTo(t, f, r, "orphan", "ND_a", OutcomeReplaced)
 }
 
 func TestRouteReplacesRoomOfUnknownNode(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 	"github.com/livekit/protocol/livekit"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
 // roomServicePrefix is the path of LiveKit's server API (Twirp): the
@@ -25,24 +27,34 @@ const roomServicePrefix = "/twirp/livekit.RoomService/"
 // limited to 15 KiB by the SDKs).
 const maxAPIBody = 1 << 20
 
-// roomRequests are the server API calls that name a room, with the message
-// their body holds. Their room is read from the body, so that the call goes
-// to the room's node (CreateRoom: placed by the proxy first); the other
-// calls (ListRooms...) go to any routable node.
-var roomRequests = map[string]func() proto.Message{
-	"CreateRoom":          func() proto.Message { return new(livekit.CreateRoomRequest) },
-	"DeleteRoom":          func() proto.Message { return new(livekit.DeleteRoomRequest) },
-	"ListParticipants":    func() proto.Message { return new(livekit.ListParticipantsRequest) },
-	"GetParticipant":      func() proto.Message { return new(livekit.RoomParticipantIdentity) },
-	"RemoveParticipant":   func() proto.Message { return new(livekit.RoomParticipantIdentity) },
-	"MutePublishedTrack":  func() proto.Message { return new(livekit.MuteRoomTrackRequest) },
-	"UpdateParticipant":   func() proto.Message { return new(livekit.UpdateParticipantRequest) },
-	"UpdateSubscriptions": func() proto.Message { return new(livekit.UpdateSubscriptionsRequest) },
-	"SendData":            func() proto.Message { return new(livekit.SendDataRequest) },
-	"UpdateRoomMetadata":  func() proto.Message { return new(livekit.UpdateRoomMetadataRequest) },
-	"ForwardParticipant":  func() proto.Message { return new(livekit.ForwardParticipantRequest) },
-	"MoveParticipant":     func() proto.Message { return new(livekit.MoveParticipantRequest) },
-	"PerformRpc":          func() proto.Message { return new(livekit.PerformRpcRequest) },
+// roomRequests are the server API calls that name a room (a string field
+// `room`, or CreateRoom's `name`), read from LiveKit's own descriptor of
+// RoomService so that a call it adds is covered: their room is read from
+// the body, so that the call goes to the room's node (CreateRoom: placed by
+// the proxy first). The other calls (ListRooms...) go to any routable node.
+var roomRequests = func() map[string]roomField {
+	out := map[string]roomField{}
+	methods := livekit.File_livekit_room_proto.Services().ByName("RoomService").Methods()
+	for i := range methods.Len() {
+		m := methods.Get(i)
+		name := protoreflect.Name("room")
+		if m.Name() == "CreateRoom" {
+			name = "name"
+		}
+		field := m.Input().Fields().ByName(name)
+		mt, err := protoregistry.GlobalTypes.FindMessageByName(m.Input().FullName())
+		if field == nil || field.Kind() != protoreflect.StringKind || field.IsList() || err != nil {
+			continue
+		}
+		out[string(m.Name())] = roomField{mt, field}
+	}
+	return out
+}()
+
+// roomField is a call's request type and its field that names the room.
+type roomField struct {
+	msg   protoreflect.MessageType
+	field protoreflect.FieldDescriptor
 }
 
 // apiError is a refusal of a server API call, with its status.
@@ -60,8 +72,8 @@ var errPermission = errors.New("permissions denied")
 // Calls that name no room, and other methods, return "".
 func apiRoom(r *http.Request) (method, room string, err error) {
 	method = strings.TrimPrefix(r.URL.Path, roomServicePrefix)
-	newMsg := roomRequests[method]
-	if newMsg == nil || r.Method != http.MethodPost {
+	call, ok := roomRequests[method]
+	if !ok || r.Method != http.MethodPost {
 		return method, "", nil
 	}
 	if r.ContentLength > maxAPIBody {
@@ -77,7 +89,7 @@ func apiRoom(r *http.Request) (method, room string, err error) {
 	}
 	r.Body, r.ContentLength, r.TransferEncoding = io.NopCloser(bytes.NewReader(body)), int64(len(body)), nil
 	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
-	msg := newMsg()
+	msg := call.msg.New().Interface()
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch ct {
 	case "application/json":
@@ -90,13 +102,7 @@ func apiRoom(r *http.Request) (method, room string, err error) {
 	if err != nil {
 		return method, "", &apiError{http.StatusBadRequest, "malformed " + method + " request body"}
 	}
-	switch m := msg.(type) {
-	case *livekit.CreateRoomRequest:
-		room = m.GetName()
-	case interface{ GetRoom() string }:
-		room = m.GetRoom()
-	}
-	if room == "" {
+	if room = msg.ProtoReflect().Get(call.field).String(); room == "" {
 		return method, "", &apiError{http.StatusBadRequest, method + " names no room"}
 	}
 	return method, room, nil
@@ -129,7 +135,7 @@ func permitted(g *auth.ClaimGrants, method, room string) bool {
 	case "ForwardParticipant", "MoveParticipant":
 		return true // a grant on two rooms: LiveKit checks it
 	}
-	if roomRequests[method] != nil {
+	if _, ok := roomRequests[method]; ok {
 		return v != nil && v.RoomAdmin && v.Room == room
 	}
 	return true

@@ -173,6 +173,20 @@ func TestBadServerAPIBodies(t *testing.T) {
 	}
 }
 
+// The calls read from LiveKit's descriptor include those the proxy must
+// route by room, and not those that name none.
+func TestRoomRequestsFromDescriptor(t *testing.T) {
+	for _, m := range []string{"CreateRoom", "DeleteRoom", "ListParticipants", "GetParticipant", "RemoveParticipant",
+		"MutePublishedTrack", "UpdateParticipant", "UpdateSubscriptions", "SendData", "UpdateRoomMetadata"} {
+		if _, ok := roomRequests[m]; !ok {
+			t.Errorf("%s is not routed by its room", m)
+		}
+	}
+	if _, ok := roomRequests["ListRooms"]; ok {
+		t.Error("ListRooms names no room")
+	}
+}
+
 // apiRoom never panics, puts back exactly the body it read, and names a
 // room only when the body does.
 func FuzzAPIRoom(f *testing.F) {
@@ -186,13 +200,14 @@ func FuzzAPIRoom(f *testing.F) {
 		req.URL.Path = roomServicePrefix + method
 		req.Header.Set("Content-Type", ct)
 		_, room, err := apiRoom(req)
-		if err == nil && roomRequests[method] != nil && room == "" {
+		_, names := roomRequests[method]
+		if err == nil && names && room == "" {
 			t.Fatal("a room call with no room and no error")
 		}
 		if err != nil && room != "" {
 			t.Fatal("an error and a room")
 		}
-		if roomRequests[method] != nil && len(body) <= maxAPIBody {
+		if names && len(body) <= maxAPIBody {
 			if got, _ := io.ReadAll(req.Body); !bytes.Equal(got, body) {
 				t.Fatalf("body %q put back as %q", body, got)
 			}
