@@ -26,7 +26,7 @@ func BenchmarkAPIRoom(b *testing.B) {
 	for b.Loop() {
 		req := httptest.NewRequest("POST", roomServicePrefix+"CreateRoom", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
-		if _, room, err := apiRoom(req); err != nil || room != "standup" {
+		if room, err := apiRoom(req, "CreateRoom"); err != nil || room != "standup" {
 			b.Fatal(room, err)
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/livekit/protocol/auth"
 	"github.com/livekit/protocol/livekit"
@@ -67,25 +66,27 @@ func (e *apiError) Error() string { return e.msg }
 
 var errPermission = errors.New("permissions denied")
 
-// apiRoom reads the room a server API call names from its body (JSON or
-// protobuf, as Twirp accepts both), and puts the body back for the node.
-// Calls that name no room, and other methods, return "".
-func apiRoom(r *http.Request) (method, room string, err error) {
-	method = strings.TrimPrefix(r.URL.Path, roomServicePrefix)
+// errTooLarge refuses a body over maxAPIBody, declared or read.
+var errTooLarge = &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", maxAPIBody)}
+
+// apiRoom reads the room the server API call method (of roomServicePrefix)
+// names from its body (JSON or protobuf, as Twirp accepts both), and puts
+// the body back for the node. Calls that name no room return "".
+func apiRoom(r *http.Request, method string) (room string, err error) {
 	call, ok := roomRequests[method]
 	if !ok || r.Method != http.MethodPost {
-		return method, "", nil
+		return "", nil
 	}
 	if r.ContentLength > maxAPIBody {
-		return method, "", &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", maxAPIBody)}
+		return "", errTooLarge
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxAPIBody+1))
 	_ = r.Body.Close()
 	if err != nil {
-		return method, "", &apiError{http.StatusBadRequest, "could not read the request body"}
+		return "", &apiError{http.StatusBadRequest, "could not read the request body"}
 	}
 	if len(body) > maxAPIBody {
-		return method, "", &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", maxAPIBody)}
+		return "", errTooLarge
 	}
 	r.Body, r.ContentLength, r.TransferEncoding = io.NopCloser(bytes.NewReader(body)), int64(len(body)), nil
 	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
@@ -97,26 +98,24 @@ func apiRoom(r *http.Request) (method, room string, err error) {
 	case "application/protobuf":
 		err = proto.Unmarshal(body, msg)
 	default:
-		return method, "", &apiError{http.StatusUnsupportedMediaType, "Content-Type must be application/json or application/protobuf"}
+		return "", &apiError{http.StatusUnsupportedMediaType, "Content-Type must be application/json or application/protobuf"}
 	}
 	if err != nil {
-		return method, "", &apiError{http.StatusBadRequest, "malformed " + method + " request body"}
+		return "", &apiError{http.StatusBadRequest, "malformed " + method + " request body"}
 	}
 	if room = msg.ProtoReflect().Get(call.field).String(); room == "" {
-		return method, "", &apiError{http.StatusBadRequest, method + " names no room"}
+		return "", &apiError{http.StatusBadRequest, method + " names no room"}
 	}
-	return method, room, nil
+	return room, nil
 }
 
 // isCreateRoom: a server API CreateRoom.
 func isCreateRoom(r *http.Request) bool { return r.URL.Path == roomServicePrefix+"CreateRoom" }
 
-// mayCall checks the part of the grants that does not depend on the room,
-// before the body is read: a participant's token cannot make the proxy
-// buffer a megabyte.
-func mayCall(g *auth.ClaimGrants, method string) bool {
-	return permitted(g, method, "") || permitted(g, method, roomOf(g))
-}
+// mayCall checks the grants before the body is read, against the room the
+// token names (the only one a roomAdmin grant covers): a participant's
+// token cannot make the proxy buffer a megabyte.
+func mayCall(g *auth.ClaimGrants, method string) bool { return permitted(g, method, roomOf(g)) }
 
 // permitted checks a verified token's grants for a server API call as
 // LiveKit does (pkg/service/auth.go: EnsureCreatePermission,

@@ -37,7 +37,7 @@ func (h *Handler) target(r *http.Request) (room string, place bool, err error) {
 			return "", false, err
 		}
 	default:
-		if grants, err = verifyGrants(raw, h.apiKey, h.apiSecret); err != nil {
+		if grants, err = verifyToken(raw, h.apiKey, h.apiSecret); err != nil {
 			return "", false, err
 		}
 		room, verified = roomOf(grants), true
@@ -49,7 +49,7 @@ func (h *Handler) target(r *http.Request) (room string, place bool, err error) {
 	if verified && !mayCall(grants, method) {
 		return "", false, fmt.Errorf("%w for %s", errPermission, method)
 	}
-	method, room, err = apiRoom(r)
+	room, err = apiRoom(r, method)
 	if err != nil {
 		return "", false, err
 	}

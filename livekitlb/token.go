@@ -65,14 +65,8 @@ func roomFromToken(raw string) (string, error) {
 }
 
 // verifyToken checks signature, issuer (the API key), nbf and exp the way
-// LiveKit does, and returns the room.
-func verifyToken(raw, apiKey, apiSecret string) (string, error) {
-	g, err := verifyGrants(raw, apiKey, apiSecret)
-	return roomOf(g), err
-}
-
-// verifyGrants is verifyToken that returns the token's grants.
-func verifyGrants(raw, apiKey, apiSecret string) (*auth.ClaimGrants, error) {
+// LiveKit does, and returns the token's grants (roomOf: its room).
+func verifyToken(raw, apiKey, apiSecret string) (*auth.ClaimGrants, error) {
 	v, err := auth.ParseAPIToken(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errBadToken, err)

@@ -82,8 +82,8 @@ func TestRoomFromToken(t *testing.T) {
 
 func TestVerifyToken(t *testing.T) {
 	good := mint(t, testKey, testSecret, "standup", time.Hour)
-	if room, err := verifyToken(good, testKey, testSecret); err != nil || room != "standup" {
-		t.Fatalf("good token: %q, %v", room, err)
+	if g, err := verifyToken(good, testKey, testSecret); err != nil || roomOf(g) != "standup" {
+		t.Fatalf("good token: %q, %v", roomOf(g), err)
 	}
 	cases := map[string]string{
 		"wrong secret": mint(t, testKey, "another-secret-of-32-characters!", "r", time.Hour),
