@@ -79,6 +79,12 @@ func (b *addressBook) dial(ip string) (string, error) {
 	}
 	a = a.Unmap()
 	if !b.allowed(a) {
+		if len(b.byIP) > 0 || !a.IsPrivate() {
+			// a public address: LiveKit's node_ip behind 1:1 NAT, which the
+			// proxy must not dial; it dials the private address mapped to it
+			return "", fmt.Errorf("node address %s is outside allow_networks and has no node_addresses mapping "+
+				"(a node behind NAT: map its public address to its private one, %s=<private IP>:%d)", a, a, b.port)
+		}
 		return "", fmt.Errorf("node address %s is outside allow_networks", a)
 	}
 	return net.JoinHostPort(a.String(), strconv.Itoa(b.port)), nil

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,12 +69,12 @@ func TestClearlyLessLoadedNodeWins(t *testing.T) {
 
 func TestStaleStatsMakeNodeUnavailable(t *testing.T) {
 	ln := &livekit.Node{Id: "x", Ip: "10.0.0.1", State: serving, Stats: &livekit.NodeStats{UpdatedAt: time.Now().Add(-6 * time.Second).Unix()}}
-	n := newNode(ln, "10.0.0.1:7880", &nodeHealth{}, time.Now(), 5*time.Second)
+	n := newNode(ln, "10.0.0.1:7880", nil, &nodeHealth{}, time.Now(), 5*time.Second)
 	if n.Routable(time.Now()) {
 		t.Fatal("node with 6s old stats is routable, LiveKit's rule is 5s")
 	}
 	ln.Stats.UpdatedAt = time.Now().Unix()
-	if n := newNode(ln, "10.0.0.1:7880", &nodeHealth{}, time.Now(), 5*time.Second); !n.Routable(time.Now()) {
+	if n := newNode(ln, "10.0.0.1:7880", nil, &nodeHealth{}, time.Now(), 5*time.Second); !n.Routable(time.Now()) {
 		t.Fatal("fresh node not routable")
 	}
 }
@@ -97,6 +98,10 @@ func TestAddressBook(t *testing.T) {
 		if got, err := b.dial(ip); err == nil {
 			t.Errorf("dial(%s) = %q, want refusal", ip, got)
 		}
+	}
+	// a public address without a mapping: the log line and verify say what to add
+	if _, err := b.dial("198.51.100.7"); err == nil || !strings.Contains(err.Error(), "no node_addresses mapping (a node behind NAT: map its public address to its private one, 198.51.100.7=<private IP>:7880)") {
+		t.Errorf("dial(198.51.100.7): %v", err)
 	}
 	for _, bad := range [][]string{{"10.0.0.0/33"}, {"example.com"}} {
 		if _, err := newAddressBook(7880, nil, bad); err == nil {

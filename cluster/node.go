@@ -16,8 +16,9 @@ type Node struct {
 	Region string
 	State  livekit.NodeState
 	// Dial is the host:port the proxy connects to; "" when the address is
-	// outside the allow-list and must not be dialled.
-	Dial string
+	// outside the allow-list and must not be dialled, and NotDialled says why.
+	Dial       string
+	NotDialled string
 
 	HasStats  bool
 	UpdatedAt time.Time
@@ -60,8 +61,11 @@ type nodeHealth struct {
 	seenFresh bool
 }
 
-func newNode(n *livekit.Node, dial string, h *nodeHealth, readAt time.Time, staleAfter time.Duration) *Node {
+func newNode(n *livekit.Node, dial string, derr error, h *nodeHealth, readAt time.Time, staleAfter time.Duration) *Node {
 	v := &Node{ID: n.Id, IP: n.Ip, Region: n.Region, State: n.State, Dial: dial, health: h, Fresh: true}
+	if derr != nil {
+		v.NotDialled = derr.Error()
+	}
 	if s := n.Stats; s != nil {
 		v.HasStats = true
 		v.UpdatedAt = time.Unix(s.UpdatedAt, 0)

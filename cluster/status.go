@@ -7,13 +7,16 @@ import (
 
 // NodeStatus is a node as the admin API and `caddy livekit status` show it.
 type NodeStatus struct {
-	ID       string  `json:"id"`
-	IP       string  `json:"ip"`
-	Dial     string  `json:"dial,omitempty"`
-	Region   string  `json:"region,omitempty"`
-	State    string  `json:"state"`
-	Drained  bool    `json:"drained,omitempty"`
-	StatsAge float64 `json:"stats_age_seconds"`
+	ID   string `json:"id"`
+	IP   string `json:"ip"`
+	Dial string `json:"dial,omitempty"`
+	// NotDialled: why Dial is empty (an address outside allow_networks,
+	// e.g. a public one without a node_addresses mapping)
+	NotDialled string  `json:"not_dialled,omitempty"`
+	Region     string  `json:"region,omitempty"`
+	State      string  `json:"state"`
+	Drained    bool    `json:"drained,omitempty"`
+	StatsAge   float64 `json:"stats_age_seconds"`
 	// Stale: stats older than stale_after, so LiveKit itself counts the
 	// node out (a crashed node's entry stays until a node restarts).
 	Stale   bool    `json:"stale,omitempty"`
@@ -35,7 +38,7 @@ func (c *Cluster) Status() []NodeStatus {
 	out := make([]NodeStatus, 0, len(nodes))
 	for _, n := range nodes {
 		s := NodeStatus{
-			ID: n.ID, IP: n.IP, Dial: n.Dial, Region: n.Region, State: n.State.String(), Drained: n.Drained,
+			ID: n.ID, IP: n.IP, Dial: n.Dial, NotDialled: n.NotDialled, Region: n.Region, State: n.State.String(), Drained: n.Drained,
 			Stale: !n.Fresh, Sysload: n.Sysload, CPULoad: n.CPULoad, Rooms: n.Rooms, Clients: n.Clients,
 			Routable: n.Routable(now), Unreachable: n.Down(now), Sessions: n.health.sessions.count(),
 		}

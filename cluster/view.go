@@ -170,7 +170,7 @@ func (v *view) node(ln *livekit.Node, drained map[string]string, readAt time.Tim
 		v.health[ln.Id] = h
 	}
 	dial, derr := v.book.dial(ln.Ip)
-	n := newNode(ln, dial, h, v.statsClock(ln, readAt), v.staleAfter)
+	n := newNode(ln, dial, derr, h, v.statsClock(ln, readAt), v.staleAfter)
 	_, byID := drained[n.ID]
 	_, byIP := drained[n.IP]
 	n.Drained = byID || byIP
@@ -183,9 +183,11 @@ func (v *view) node(ln *livekit.Node, drained map[string]string, readAt time.Tim
 		fields := []zap.Field{zap.String("node", n.ID), zap.String("ip", Quote(n.IP)), zap.String("dial", n.Dial),
 			zap.String("state", n.State.String()), zap.Bool("drained", n.Drained)}
 		if derr != nil {
-			fields = append(fields, zap.NamedError("not_dialled", derr))
+			// a node clients can use and the proxy cannot reach: the operator must act
+			v.log.Warn("livekit node", append(fields, zap.NamedError("not_dialled", derr))...)
+		} else {
+			v.log.Info("livekit node", fields...)
 		}
-		v.log.Info("livekit node", fields...)
 	}
 	return n
 }

@@ -137,6 +137,22 @@ func liveNode(t *testing.T) string {
 	return s.Listener.Addr().String()
 }
 
+// liveNodeOn is liveNode on host (a loopback address of its own), so that
+// the address the proxy dials names the node.
+func liveNodeOn(t *testing.T, host string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("OK")) }))
+	s.Listener.Close()
+	s.Listener = l
+	s.Start()
+	t.Cleanup(s.Close)
+	return l.Addr().String()
+}
+
 // deadNode is an address where nothing listens.
 func deadNode(t *testing.T) string { return "127.0.0.1:" + freePort(t) }
 

@@ -3,6 +3,7 @@ package livekitcmd
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 
@@ -15,6 +16,7 @@ func verifyCommand() *cobra.Command {
 	verify := &cobra.Command{Use: "verify", Short: "Checks Redis and the nodes", Args: cobra.NoArgs, RunE: run(verifyCmd)}
 	f := verify.Flags()
 	f.String("nodes", os.Getenv("NODES"), "Comma-separated node IPs that must be registered and serving (default $NODES)")
+	f.String("public-ips", os.Getenv("PUBLIC_IPS"), "Comma-separated public addresses of --nodes behind 1:1 NAT, same order, empty for a node without (default $PUBLIC_IPS): each must be registered under it and dialled on its --nodes address")
 	f.String("machine", "", "This machine's name in the deployment records (its own record is not compared)")
 	f.String("digest", "", "This machine's configuration digest: a machine of --nodes recorded with another is a problem")
 	f.StringArray("create-room", nil, "Create-room endpoint URL to create a room at (key from $CREATE_ROOM_KEY), then validate a join with its token at the same origin's /rtc/validate; repeatable")
@@ -27,6 +29,7 @@ func verifyCommand() *cobra.Command {
 func verifyCmd(ctx context.Context, e *env) error {
 	flags := e.cmd.Flags()
 	want, _ := flags.GetString("nodes")
+	public, _ := flags.GetString("public-ips")
 	machine, _ := flags.GetString("machine")
 	digest, _ := flags.GetString("digest")
 	endpoints, _ := flags.GetStringArray("create-room")
@@ -36,7 +39,11 @@ func verifyCmd(ctx context.Context, e *env) error {
 		return fmt.Errorf("--machine needs --digest")
 	}
 	nodes := splitList(want)
-	problems := Verify(ctx, e.reg, nodes)
+	expected, err := expectedNodes(nodes, public)
+	if err != nil {
+		return err
+	}
+	problems := Verify(ctx, e.reg, expected)
 	if digest != "" {
 		problems = append(problems, deploymentProblems(ctx, e.reg, nodes, machine, digest)...)
 	}
@@ -76,9 +83,33 @@ func verifyCmd(ctx context.Context, e *env) error {
 	return nil
 }
 
+// Expected is a node of NODES as verify checks it: the address it registers
+// (its public one behind 1:1 NAT, else its NODES address) and the host the
+// proxy must dial, never the public one.
+type Expected struct{ Registers, Dials string }
+
+// expectedNodes pairs NODES with PUBLIC_IPS (same order; an empty entry: no
+// NAT for that node).
+func expectedNodes(nodes []string, public string) ([]Expected, error) {
+	pub := strings.Split(public, ",")
+	if strings.TrimSpace(public) == "" {
+		pub = nil
+	} else if len(pub) != len(nodes) {
+		return nil, fmt.Errorf("--public-ips has %d entries and --nodes %d: give one per node, in the same order (empty for a node without NAT)", len(pub), len(nodes))
+	}
+	out := make([]Expected, len(nodes))
+	for i, n := range nodes {
+		out[i] = Expected{Registers: n, Dials: n}
+		if pub != nil && strings.TrimSpace(pub[i]) != "" {
+			out[i].Registers = strings.TrimSpace(pub[i])
+		}
+	}
+	return out, nil
+}
+
 // Verify checks Redis and the nodes as an operator would before trusting
-// the cluster: wantIPs are node IPs that must be registered and serving.
-func Verify(ctx context.Context, reg *cluster.Cluster, wantIPs []string) []string {
+// the cluster: want are the nodes that must be registered and serving.
+func Verify(ctx context.Context, reg *cluster.Cluster, want []Expected) []string {
 	var problems []string
 	if err := reg.Ping(ctx); err != nil {
 		return []string{err.Error()}
@@ -109,7 +140,7 @@ func Verify(ctx context.Context, reg *cluster.Cluster, wantIPs []string) []strin
 		problem := ""
 		switch {
 		case n.Dial == "":
-			problem = "address outside allow_networks, never dialled"
+			problem = "never dialled: " + n.NotDialled
 		case n.Stale && n.State == "SERVING":
 			// a crashed node's entry stays until a node restarts (RemoveDeadNodes)
 			if live := byIP[n.IP]; !live.Routable || live.ID == n.ID {
@@ -125,16 +156,33 @@ func Verify(ctx context.Context, reg *cluster.Cluster, wantIPs []string) []strin
 			reported[n.IP] = true
 		}
 	}
-	for _, ip := range wantIPs {
-		n, ok := byIP[ip]
+	for _, w := range want {
+		n, ok := byIP[w.Registers]
+		_, private := byIP[w.Dials]
 		switch {
+		case !ok && w.Registers != w.Dials && private:
+			problems = append(problems, fmt.Sprintf("node %s registers its private address: its node_ip must be its public address %s "+
+				"(PUBLIC_IPS), or clients outside get no media", w.Dials, w.Registers))
+		case !ok && w.Registers != w.Dials:
+			problems = append(problems, fmt.Sprintf("node %s from NODES is not registered in Redis under its public address %s", w.Dials, w.Registers))
 		case !ok:
-			problems = append(problems, fmt.Sprintf("node %s from NODES is not registered in Redis", ip))
-		case !n.Routable && !reported[ip]:
-			problems = append(problems, fmt.Sprintf("node %s from NODES is registered but not routable (state %s)", ip, n.State))
+			problems = append(problems, fmt.Sprintf("node %s from NODES is not registered in Redis", w.Registers))
+		case reported[w.Registers]:
+		case !n.Routable:
+			problems = append(problems, fmt.Sprintf("node %s from NODES is registered but not routable (state %s)", w.Registers, n.State))
+		case w.Registers != w.Dials && dialHost(n.Dial) != w.Dials:
+			problems = append(problems, fmt.Sprintf("node %s (%s) is dialled on %s, not on its NODES address %s (node_addresses)", w.Registers, n.ID, n.Dial, w.Dials))
 		}
 	}
 	return problems
+}
+
+func dialHost(dial string) string {
+	host, _, err := net.SplitHostPort(dial)
+	if err != nil {
+		return dial
+	}
+	return host
 }
 
 func loopbackOnly(bind string) bool {

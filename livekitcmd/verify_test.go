@@ -65,7 +65,7 @@ func TestVerifyProblems(t *testing.T) {
 		"node 10.9.0.2 (ND_silent): not answering on ",
 		"node 10.9.0.3 (ND_crashed): stats 7", // 7200s old, or a little more
 		"node 10.9.0.4 (ND_leaving): state SHUTTING_DOWN",
-		"node 192.0.2.7 (ND_public): address outside allow_networks, never dialled",
+		"node 192.0.2.7 (ND_public): never dialled: node address 192.0.2.7 is outside allow_networks and has no node_addresses mapping",
 		"node 10.9.0.5 from NODES is not registered in Redis",
 	}
 	got := problems(out)
@@ -120,6 +120,49 @@ func TestVerifyStaleAfter(t *testing.T) {
 	out, err := cli(t, "verify", "--config", writeCaddyfile(t, r, dial, "stale_after 30s"))
 	if got := problems(out); err == nil || len(got) != 1 || !strings.Contains(got[0], "node not updating") {
 		t.Errorf("a node with stats a minute old, stale_after 30s: %v\n%s", err, out)
+	}
+}
+
+// Behind 1:1 NAT a node registers its public address and the proxy dials
+// its NODES (private) address: verify names a node that registers its
+// private address, a public address without a mapping, and a mapping to
+// another host.
+func TestVerifyBehindNAT(t *testing.T) {
+	t.Setenv("NODES", "")
+	t.Setenv("PUBLIC_IPS", "")
+	r := startRedis(t)
+	r.register(t,
+		lkNode("ND_good", "198.51.100.11", serving, 0),
+		lkNode("ND_private", "127.0.0.3", serving, 0), // node_ip left at the private address
+		lkNode("ND_unmapped", "198.51.100.13", serving, 0),
+		lkNode("ND_elsewhere", "198.51.100.14", serving, 0))
+	cfg := writeCaddyfile(t, r, map[string]string{
+		"198.51.100.11": liveNodeOn(t, "127.0.0.2"), "127.0.0.3": liveNodeOn(t, "127.0.0.3"), "198.51.100.14": liveNode(t)})
+	out, err := cli(t, "verify", "--config", cfg, "--nodes", "127.0.0.2,127.0.0.3,10.9.0.13,127.0.0.4",
+		"--public-ips", "198.51.100.11,198.51.100.12,198.51.100.13,198.51.100.14")
+	want := []string{
+		"node 198.51.100.13 (ND_unmapped): never dialled: node address 198.51.100.13 is outside allow_networks and has no node_addresses mapping (a node behind NAT: map its public address to its private one, 198.51.100.13=<private IP>:7880)",
+		"node 127.0.0.3 registers its private address: its node_ip must be its public address 198.51.100.12 (PUBLIC_IPS), or clients outside get no media",
+		"node 198.51.100.14 (ND_elsewhere) is dialled on 127.0.0.1:",
+	}
+	got := problems(out)
+	if err == nil || len(got) != len(want) {
+		t.Errorf("verify behind NAT: error %v, %d problems, want %d:\n%s", err, len(got), len(want), out)
+	}
+	for i, w := range want {
+		if i >= len(got) || !strings.HasPrefix(got[i], w) {
+			t.Errorf("problem %d: want %q:\n%s", i, w, out)
+		}
+	}
+	// the good node alone passes, and a node without NAT (empty entry) is checked as before
+	r.rc.HDel(context.Background(), "nodes", "ND_unmapped", "ND_elsewhere")
+	out = mustCLI(t, "verify", "--config", cfg, "--nodes", "127.0.0.2,127.0.0.3", "--public-ips", "198.51.100.11,")
+	if len(problems(out)) != 0 {
+		t.Errorf("verify of a NAT node and a plain one:\n%s", out)
+	}
+	if _, err := cli(t, "verify", "--config", cfg, "--nodes", "127.0.0.2,127.0.0.3", "--public-ips", "198.51.100.11"); err == nil ||
+		!strings.Contains(err.Error(), "--public-ips has 1 entries and --nodes 2") {
+		t.Errorf("--public-ips shorter than --nodes: %v", err)
 	}
 }
 

@@ -47,6 +47,7 @@ const (
 //	    }
 //	    node_port        <port>
 //	    node_address     <advertised_ip> <host:port>
+//	    node_addresses   [<advertised_ip>=<host:port>...]
 //	    allow_networks   <cidr...|private>
 //	    refresh_interval <duration>
 //	    stale_after      <duration>

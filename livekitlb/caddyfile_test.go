@@ -41,17 +41,37 @@ func TestLiveKitLBDirective(t *testing.T) {
 	}
 }
 
+// node_addresses takes the list deploy.sh puts in NODE_ADDRESSES (pairs
+// separated by spaces or commas, Caddy expanding {$VAR} into several tokens),
+// and nothing when the variable is empty.
+func TestNodeAddressesList(t *testing.T) {
+	for list, want := range map[string]string{
+		"203.0.113.4=10.0.0.4:7880 203.0.113.5=10.0.0.5:7880,203.0.113.6=10.0.0.6:7880": `"node_addresses":{"203.0.113.4":"10.0.0.4:7880","203.0.113.5":"10.0.0.5:7880","203.0.113.6":"10.0.0.6:7880"}`,
+		"": `"handler":"livekit_lb"`,
+	} {
+		t.Setenv("NODE_ADDRESSES", list)
+		out, err := adapt(t, ":8080 {\n livekit_lb 127.0.0.1:6379 {\n  node_addresses {$NODE_ADDRESSES}\n  api_key k\n }\n}")
+		if err != nil {
+			t.Fatalf("%q: %v", list, err)
+		}
+		if !strings.Contains(string(out), want) || (list == "" && strings.Contains(string(out), "node_addresses")) {
+			t.Errorf("NODE_ADDRESSES=%q: adapted JSON lacks %s\n%s", list, want, out)
+		}
+	}
+}
+
 func TestLiveKitLBDirectiveErrors(t *testing.T) {
 	for name, body := range map[string]string{
-		"no redis":          `livekit_lb`,
-		"bad measure":       "livekit_lb 127.0.0.1:6379 {\n load_measure fastest\n}",
-		"static upstreams":  "livekit_lb 127.0.0.1:6379 {\n to 10.0.0.1:7880\n}",
-		"bad duration":      "livekit_lb 127.0.0.1:6379 {\n stale_after soon\n}",
-		"bad node_address":  "livekit_lb 127.0.0.1:6379 {\n node_address 10.0.0.1\n}",
-		"unknown redis opt": "livekit_lb {\n redis {\n address a:1\n colour blue\n }\n}",
-		"two redis modes":   "livekit_lb {\n redis {\n address a:1\n cluster_addresses b:1 c:1\n }\n}",
-		"sentinel no name":  "livekit_lb {\n redis {\n sentinel_addresses a:1\n }\n}",
-		"bad rp subdir":     "livekit_lb 127.0.0.1:6379 {\n lb_retries many\n}",
+		"no redis":           `livekit_lb`,
+		"bad measure":        "livekit_lb 127.0.0.1:6379 {\n load_measure fastest\n}",
+		"static upstreams":   "livekit_lb 127.0.0.1:6379 {\n to 10.0.0.1:7880\n}",
+		"bad duration":       "livekit_lb 127.0.0.1:6379 {\n stale_after soon\n}",
+		"bad node_address":   "livekit_lb 127.0.0.1:6379 {\n node_address 10.0.0.1\n}",
+		"bad node_addresses": "livekit_lb 127.0.0.1:6379 {\n node_addresses 203.0.113.4 10.0.0.4:7880\n}",
+		"unknown redis opt":  "livekit_lb {\n redis {\n address a:1\n colour blue\n }\n}",
+		"two redis modes":    "livekit_lb {\n redis {\n address a:1\n cluster_addresses b:1 c:1\n }\n}",
+		"sentinel no name":   "livekit_lb {\n redis {\n sentinel_addresses a:1\n }\n}",
+		"bad rp subdir":      "livekit_lb 127.0.0.1:6379 {\n lb_retries many\n}",
 	} {
 		if _, err := adapt(t, ":8080 {\n"+body+"\n}"); err == nil {
 			t.Errorf("%s: adapted without error", name)

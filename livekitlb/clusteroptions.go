@@ -2,6 +2,7 @@ package livekitlb
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -40,7 +41,7 @@ func (c *Cluster) UnmarshalCaddyfileBlock(d *caddyfile.Dispenser, directive stri
 }
 
 // UnmarshalOption parses the cluster option at the dispenser's cursor, if
-// it is one (redis, node_port, node_address, allow_networks, the durations,
+// it is one (redis, node_port, node_address(es), allow_networks, the durations,
 // load_measure, api_key, api_secret), so that every directive spells them
 // the same way.
 func (c *Cluster) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
@@ -65,6 +66,24 @@ func (c *Cluster) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 			c.NodeAddresses = map[string]string{}
 		}
 		c.NodeAddresses[args[0]] = args[1]
+	case "node_addresses":
+		// the list form, for a value from the environment that may be empty:
+		// node_addresses {$NODE_ADDRESSES}
+		for _, arg := range d.RemainingArgs() {
+			for _, pair := range strings.Split(arg, ",") {
+				ip, dial, ok := strings.Cut(pair, "=")
+				if pair == "" {
+					continue
+				}
+				if !ok || ip == "" || dial == "" {
+					return true, d.Errf("node_addresses: %q is not <advertised_ip>=<host:port>", pair)
+				}
+				if c.NodeAddresses == nil {
+					c.NodeAddresses = map[string]string{}
+				}
+				c.NodeAddresses[ip] = dial
+			}
+		}
 	case "allow_networks":
 		args := d.RemainingArgs()
 		if len(args) == 0 {

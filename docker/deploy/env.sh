@@ -108,6 +108,22 @@ parse_addresses() {
 	if [ -n "${THIS_NODE:-}" ]; then
 		ipv4 "$THIS_NODE" || die "THIS_NODE: '$THIS_NODE' is not an IPv4 address (four numbers 0-255 separated by dots)"
 	fi
+	# PUBLIC_IPS: behind 1:1 NAT, node i's public address (what LiveKit advertises) is public_ips[i];
+	# an empty entry: the node has none (its NODES address is public, or clients are on its network).
+	public_ips=()
+	local pubs=${PUBLIC_IPS:-}
+	if [ -n "${pubs//[[:space:],]/}" ]; then
+		IFS=, read -r -a public_ips <<<"${pubs//[[:space:]]/},"
+		[ ${#public_ips[@]} = ${#nodes[@]} ] ||
+			die "PUBLIC_IPS has ${#public_ips[@]} entries and NODES ${#nodes[@]}: give one per node, in NODES' order (empty for a node without NAT)"
+		seen=" ${nodes[*]} "
+		for i in "${public_ips[@]}"; do
+			[ -n "$i" ] || continue
+			ipv4 "$i" || die "PUBLIC_IPS: '$i' is not an IPv4 address (four numbers 0-255 separated by dots)"
+			[[ $seen != *" $i "* ]] || die "PUBLIC_IPS: $i is listed twice, or is also in NODES"
+			seen+="$i "
+		done
+	fi
 	# REDIS_HOST may be a name (redis, or a host name of your own Redis); digits and dots are an address.
 	if [[ ${REDIS_HOST:-} =~ ^[0-9.]+$ ]]; then
 		ipv4 "$REDIS_HOST" || die "REDIS_HOST: '$REDIS_HOST' is not an IPv4 address (four numbers 0-255 separated by dots)"
@@ -145,6 +161,7 @@ host_env() {
 	redis) die "REDIS_HOST=redis is the one-machine stacks' service name: give the Redis machine's address" ;;
 	esac
 	export REDIS_HOST
+	nat_env
 	runs_redis=0
 	[ "$REDIS_HOST" != "$THIS_NODE" ] || runs_redis=1
 	case $TLS in
@@ -163,6 +180,23 @@ host_env() {
 	caddies=(caddy)
 }
 
+# nat_env: NODE_IP, the address this machine's LiveKit advertises (its public one behind 1:1 NAT),
+# NODE_ADDRESSES, the proxies' public=private:7880 map (docker/Caddyfile's node_addresses), and
+# PUBLIC_IPS_CSV, PUBLIC_IPS with every entry filled in, for verify.
+nat_env() {
+	local i pub
+	NODE_IP=$THIS_NODE NODE_ADDRESSES='' PUBLIC_IPS_CSV=''
+	for i in "${!nodes[@]}"; do
+		pub=${public_ips[i]:-}
+		if [ -n "$pub" ]; then
+			NODE_ADDRESSES+="${NODE_ADDRESSES:+ }$pub=${nodes[i]}:7880"
+			[ "${nodes[i]}" != "$THIS_NODE" ] || NODE_IP=$pub
+		fi
+		PUBLIC_IPS_CSV+="${PUBLIC_IPS_CSV:+,}${pub:-${nodes[i]}}"
+	done
+	export NODE_IP NODE_ADDRESSES
+}
+
 # bridge_env: every container on this machine, on the stack's own bridge network. NODES are the
 # nodes' fixed container addresses there, all in one /24 (LK_SUBNET, default: that /24).
 bridge_env() {
@@ -174,6 +208,7 @@ bridge_env() {
 	*) die "NODES has ${#nodes[@]} addresses and none is this machine's: give one (single node) or three (cluster on this machine), or set THIS_NODE" ;;
 	esac
 	[ "$TLS" = off ] || die "TLS=$TLS needs host networking: put this machine's address in NODES (docs/deploy.md)"
+	[ ${#public_ips[@]} = 0 ] || die "PUBLIC_IPS needs host networking: NODES must be the machines' own (private) addresses (docs/deploy.md)"
 	# Addresses of this machine's own LAN would be taken by containers: that is a NODES list meant for
 	# several machines, run on a machine that is not in it.
 	local lan

@@ -7,9 +7,9 @@ dc() {
 	local profile=()
 	[ "$1" != host ] || [ "$runs_redis" != 1 ] || profile=(--profile redis)
 	if [ "$1" = host ] && [ -z "${THIS_NODE:-}" ]; then
-		# a host stack taken down from a one-machine mode: compose.host.yml insists on THIS_NODE
-		local THIS_NODE=127.0.0.1
-		export THIS_NODE
+		# a host stack taken down from a one-machine mode: compose.host.yml insists on THIS_NODE and NODE_IP
+		local THIS_NODE=127.0.0.1 NODE_IP=127.0.0.1
+		export THIS_NODE NODE_IP
 	fi
 	"${dc_bin[@]}" -p "$COMPOSE_PROJECT_NAME" -f "$root/docker/compose.$1.yml" "${profile[@]+"${profile[@]}"}" "${@:2}"
 }

@@ -76,9 +76,11 @@ cmd_deploy() {
 	[ "$mode" != host ] || wait_nodes=$THIS_NODE
 	log "waiting for node(s) $wait_nodes to register and the proxy to answer"
 	local deadline=$((SECONDS + ${DEPLOY_WAIT:-90})) base ca_file='' curl_opts=()
-	until caddy_exec verify --nodes "$wait_nodes" >/dev/null 2>&1 && proxy_answers; do
+	local wait_args=(--nodes "$wait_nodes")
+	[ "$mode" != host ] || [ "$NODE_IP" = "$THIS_NODE" ] || wait_args+=(--public-ips "$NODE_IP")
+	until caddy_exec verify "${wait_args[@]}" >/dev/null 2>&1 && proxy_answers; do
 		if [ "$SECONDS" -ge "$deadline" ]; then
-			caddy_exec verify --nodes "$wait_nodes" || true
+			caddy_exec verify "${wait_args[@]}" || true
 			proxy_answers || log "the proxy does not answer at $base"
 			die "the stack is not healthy after ${DEPLOY_WAIT:-90}s (see above; ./deploy.sh status)"
 		fi
@@ -89,7 +91,9 @@ cmd_deploy() {
 	if [ "$mode" = host ]; then
 		caddy_exec deployment record "$THIS_NODE" "$(config_digest)" >/dev/null 2>&1 ||
 			log "warning: could not record this machine's configuration in Redis"
-		log "node $THIS_NODE is up ($COMPOSE_PROJECT_NAME; Redis on $REDIS_HOST; nodes $NODES_CSV)"
+		local public=''
+		[ "$NODE_IP" = "$THIS_NODE" ] || public=", public address $NODE_IP"
+		log "node $THIS_NODE is up ($COMPOSE_PROJECT_NAME$public; Redis on $REDIS_HOST; nodes $NODES_CSV)"
 		url=http://$THIS_NODE:${CADDY_PORT:-80}
 		[ "$TLS" = off ] || url=https://$DOMAIN
 	else
@@ -167,7 +171,7 @@ cmd_verify() {
 	# and LiveKit's validation of a join with its token.
 	# stdout has the PROBLEM lines; stderr Caddy's config-loading logs and the final error.
 	local errs args=(--nodes "$NODES_CSV") target_args site
-	[ "$mode" != host ] || args+=(--machine "$THIS_NODE" --digest "$(config_digest)")
+	[ "$mode" != host ] || args+=(--public-ips "$PUBLIC_IPS_CSV" --machine "$THIS_NODE" --digest "$(config_digest)")
 	verify_targets
 	errs=$(mktemp)
 	if ! out=$(caddy_exec verify "${args[@]}" "${target_args[@]}" 2>"$errs"); then
@@ -185,7 +189,9 @@ cmd_verify() {
 		exit 1
 	fi
 	if [ "$mode" = host ]; then
-		echo "OK: Redis on $REDIS_HOST, nodes $NODES_CSV, create-room and joins through the caddy of $THIS_NODE ($site)"
+		local public=''
+		[ "$PUBLIC_IPS_CSV" = "$NODES_CSV" ] || public=" (public addresses $PUBLIC_IPS_CSV, dialled on the private ones)"
+		echo "OK: Redis on $REDIS_HOST, nodes $NODES_CSV$public, create-room and joins through the caddy of $THIS_NODE ($site)"
 	else
 		echo "OK: Redis, nodes $NODES_CSV, create-room and joins through $site"
 	fi
