@@ -47,11 +47,16 @@ func statusCmd(_ context.Context, e *env) error {
 	return nil
 }
 
+// orIP is where the proxy dials the node, after the address the node
+// registers when they differ (a node_addresses mapping, e.g. behind NAT).
 func orIP(n cluster.NodeStatus) string {
-	if n.Dial != "" {
+	switch {
+	case n.Dial == "":
+		return n.IP
+	case dialHost(n.Dial) == n.IP:
 		return n.Dial
 	}
-	return n.IP
+	return n.IP + " via " + n.Dial
 }
 
 func ignoredEntry(b cluster.BadNode) string {

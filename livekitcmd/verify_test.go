@@ -154,6 +154,9 @@ func TestVerifyBehindNAT(t *testing.T) {
 			t.Errorf("problem %d: want %q:\n%s", i, w, out)
 		}
 	}
+	if out := mustCLI(t, "status", "--config", cfg); !strings.Contains(out, " 198.51.100.11 via 127.0.0.2:") {
+		t.Errorf("status does not show the public address and where it is dialled:\n%s", out)
+	}
 	// the good node alone passes, and a node without NAT (empty entry) is checked as before
 	r.rc.HDel(context.Background(), "nodes", "ND_unmapped", "ND_elsewhere")
 	out = mustCLI(t, "verify", "--config", cfg, "--nodes", "127.0.0.2,127.0.0.3", "--public-ips", "198.51.100.11,")
