@@ -81,6 +81,12 @@ func (ms *machines) setNodes(n int) {
 // machine i, trusting every machine's internal CA (each Caddy has its own).
 func (ms *machines) client(i int, args ...string) *client {
 	ms.t.Helper()
+	return ms.clientOn(ms.lan, ms.ips[i], ms.caBundle(), args...)
+}
+
+// caBundle is the CA file clients trust: ms.ca, or every machine's internal CA.
+func (ms *machines) caBundle() string {
+	ms.t.Helper()
 	ca := ms.ca
 	if ca == "" {
 		var bundle strings.Builder
@@ -94,9 +100,15 @@ func (ms *machines) client(i int, args ...string) *client {
 			ms.t.Fatal(err)
 		}
 	}
-	opts := []string{"--network", ms.lan, "--add-host", "livekit.test:" + ms.ips[i],
+	return ca
+}
+
+// clientOn runs lkclient on network against https://livekit.test resolved to addr, trusting ca.
+func (ms *machines) clientOn(network, addr, ca string, args ...string) *client {
+	ms.t.Helper()
+	opts := []string{"--network", network, "--add-host", "livekit.test:" + addr,
 		"-v", ca + ":/etc/lkclient-ca.pem:ro", "-e", "SSL_CERT_FILE=/etc/lkclient-ca.pem"}
-	return ms.m[i].runClient(opts, "https://livekit.test", args...)
+	return ms.m[0].runClient(opts, "https://livekit.test", args...)
 }
 
 // wsConnected maps identity -> machines (0-based) whose node logged its WebSocket.

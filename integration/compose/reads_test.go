@@ -84,6 +84,11 @@ func (s *stack) nodeIDs(caddy string) map[string]string {
 	for i, ip := range strings.Split(s.vars["NODES"], ",") {
 		byIP[ip] = fmt.Sprintf("livekit%d", i+1)
 	}
+	for i, ip := range strings.Split(s.vars["PUBLIC_IPS"], ",") { // behind NAT, nodes register these
+		if ip != "" {
+			byIP[ip] = fmt.Sprintf("livekit%d", i+1)
+		}
+	}
 	m := map[string]string{}
 	for _, n := range st.Nodes {
 		if svc, ok := byIP[n.IP]; ok {
