@@ -11,7 +11,8 @@ import (
 )
 
 // Three cloud VMs behind 1:1 NAT: each machine is on a private network (NODES, Redis, the proxies
-// dialling the nodes) and a public one that the clients alone sit on (PUBLIC_IPS). Every node
+// dialling the nodes) and a public one that the clients alone sit on (PUBLIC_IPS), clients whose
+// own NAT lets no UDP flow in that they did not start. Every node
 // advertises its public address; every proxy dials the private one mapped to it; a client that can
 // reach only the public network joins through a proxy, publishes and receives media, and its
 // WebSocket lands on its room's node; a machine cut off is routed around as without NAT.
@@ -134,6 +135,21 @@ func (ms *machines) publicNetwork(t *testing.T) (string, []string) {
 			t.Fatalf("machine %d on %s: %v %s", i+1, wan, err, out)
 		}
 		public = append(public, ip)
+		// Clients sit behind NATs of their own: a machine cannot start a UDP flow towards one, only
+		// answer one the client started. Without this, ICE would succeed from the node's side (a
+		// peer-reflexive candidate) whatever address the node advertised.
+		pid, err := exec.Command("docker", "inspect", "-f", "{{.State.Pid}}", m.machine).Output()
+		if err != nil {
+			t.Fatalf("machine %d: %v", i+1, err)
+		}
+		iptables := "iptables"
+		if _, err := exec.LookPath(iptables); err != nil {
+			iptables = "/usr/sbin/iptables"
+		}
+		if out, err := exec.Command("nsenter", "--net=/proc/"+strings.TrimSpace(string(pid))+"/ns/net", iptables,
+			"-A", "OUTPUT", "-d", prefix+".0/24", "-p", "udp", "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP").CombinedOutput(); err != nil {
+			t.Fatalf("machine %d: iptables: %v %s", i+1, err, out)
+		}
 	}
 	return wan, public
 }
