@@ -1,8 +1,10 @@
 // Package deploysh tests what deploy.sh decides before Docker does anything: the env file read as
 // data, NODES, THIS_NODE and REDIS_HOST checked, `down` with nothing running, `status` without
-// Caddy's logs, the create-room command it prints. deploy.sh runs with a fake docker and
-// docker-compose first in PATH, which record every call: no Docker is needed, so these tests run
-// with the integration module's (scripts/test.sh), unlike ../ (scripts/test-compose.sh).
+// Caddy's logs, the create-room command it prints, the proxies' ports (checked before anything
+// changes, kept by an upgrade, the old proxy kept until a new one answers), images that cannot be
+// pulled. deploy.sh runs with a fake docker, docker-compose and ss first in PATH, which record
+// every call: no Docker is needed, so these tests run with the integration module's
+// (scripts/test.sh), unlike ../ (scripts/test-compose.sh).
 package deploysh
 
 import (
