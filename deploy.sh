@@ -20,7 +20,7 @@
 #     docker/compose.single.yml, three docker/compose.cluster.yml. Both use the same compose project
 #     (COMPOSE_PROJECT_NAME) and so the same Redis volume (<project>_redis-data): changing NODES from
 #     one to three entries and running `deploy` again upgrades a single node to a cluster with every
-#     Redis key kept.
+#     Redis key kept, and the proxy's address (CADDY_PORT, unless CADDY1_PORT is set).
 # See docs/deploy.md.
 set -euo pipefail
 

@@ -233,10 +233,15 @@ bridge_env() {
 	export REDIS_HOST
 	network=${COMPOSE_PROJECT_NAME}_lk
 	runs_redis=1
+	# ports: where each proxy of caddies is published (HTTP_BIND:port); port_vars: the setting that
+	# moves it. The cluster's first proxy is on the single node's port unless CADDY1_PORT says
+	# otherwise, fresh or upgraded, so the address clients use never depends on the stack's history.
 	if [ "$mode" = single ]; then
-		caddies=(caddy) ports=("${CADDY_PORT:-8080}")
+		caddies=(caddy) ports=("${CADDY_PORT:-8080}") port_vars=(CADDY_PORT)
 	else
-		caddies=(caddy1 caddy2) ports=("${CADDY1_PORT:-8081}" "${CADDY2_PORT:-8082}")
+		caddies=(caddy1 caddy2) ports=("${CADDY1_PORT:-${CADDY_PORT:-8080}}" "${CADDY2_PORT:-8082}")
+		port_vars=(CADDY1_PORT CADDY2_PORT)
+		export CADDY1_PORT=${ports[0]} CADDY2_PORT=${ports[1]}
 	fi
 }
 

@@ -25,6 +25,13 @@ running_mode() {
 	elif [ -n "$svc" ]; then echo "$mode"; fi
 }
 
+# project_ports: "SERVICE PORT" for every host port a running container of this project publishes.
+project_ports() {
+	docker ps --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" \
+		--format '{{.Label "com.docker.compose.service"}} {{.Ports}}' |
+		awk '{ for (i = 2; i <= NF; i++) if (match($i, /:[0-9]+->/)) print $1, substr($i, RSTART + 1, RLENGTH - 3) }' | sort -u
+}
+
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
 # local_build VAR: the name under which docker/build-images.sh builds the image VAR asks for: itself
@@ -60,18 +67,28 @@ cmd_build() {
 
 # ensure_images: every image of the stack present. One that is missing is pulled; one that cannot be
 # pulled (no registry, or our Caddy, which only exists as a local build) is built by
-# docker/build-images.sh, under its local/... name when the official one was asked for.
+# docker/build-images.sh, under its local/... name when the official one was asked for. That
+# fallback is remembered (pull_stamp), so later commands use the local build without asking the
+# registry again; the pull is bounded by PULL_TIMEOUT seconds, as a network that drops packets
+# would otherwise hold it for minutes. PULL_TIMEOUT=0: never pull.
 ensure_images() {
-	local v want local_name build=()
+	local v want local_name why rc build=()
 	for v in REDIS_IMAGE LIVEKIT_IMAGE CADDY_IMAGE; do
 		want=${!v}
 		image_exists "$want" && continue
-		if [[ $want != local/* && $want != caddy-livekit:* ]] && docker pull -q "$want" >/dev/null 2>&1; then
-			log "pulled $want"
-			continue
-		fi
 		local_name=$(local_build "$v")
-		[ "$local_name" = "$want" ] || log "$want cannot be pulled: using the local build $local_name"
+		if [ "$local_name" != "$want" ] && [ "${PULL_TIMEOUT:-60}" != 0 ] && [ ! -f "$(pull_stamp "$want")" ]; then
+			rc=0
+			timeout -k 5 "${PULL_TIMEOUT:-60}" docker pull -q "$want" >/dev/null 2>&1 || rc=$?
+			if [ "$rc" = 0 ]; then
+				log "pulled $want"
+				continue
+			fi
+			why="docker pull failed"
+			[ "$rc" != 124 ] || why="no answer within ${PULL_TIMEOUT:-60}s, PULL_TIMEOUT"
+			log "$want cannot be pulled ($why): using the local build $local_name, now and from now on (rm $(pull_stamp "$want") to try the pull again)"
+			mkdir -p "$pull_stamps" && date -u +%FT%TZ >"$(pull_stamp "$want")"
+		fi
 		export "$v=$local_name"
 		image_exists "$local_name" || build+=("$v=$local_name")
 	done
@@ -81,6 +98,12 @@ ensure_images() {
 	fi
 	[ ${#build[@]} -eq 0 ] || build_images "${build[@]}"
 }
+
+# pull_stamp IMAGE: the file that records that IMAGE could not be pulled on this machine, in the
+# git-ignored .cache beside caddy_stamp; one per image asked for, so asking for another tag tries
+# the registry again.
+pull_stamps=$root/.cache/not-pulled
+pull_stamp() { echo "$pull_stamps/${1//[\/:]/_}"; }
 
 # caddy_stamp: touched whenever deploy.sh builds our Caddy image from this checkout.
 caddy_stamp=$root/.cache/caddy-image.stamp

@@ -47,11 +47,80 @@ proxy_answers() {
 	curl -s -m 3 "${curl_opts[@]+"${curl_opts[@]}"}" -o /dev/null "$base/"
 }
 
+# port_taken PORT: something on this machine listens on TCP PORT where publishing HTTP_BIND:PORT
+# would clash with it (the same address, or a wildcard on either side). Without ss (iproute2),
+# nothing is known to be taken: compose will say it.
+port_taken() {
+	command -v ss >/dev/null || return 1
+	ss -Hltn "sport = :$1" | awk -v bind="${HTTP_BIND:-127.0.0.1}" '
+		{ a = $4; sub(/:[0-9]+$/, "", a); sub(/%.*/, "", a) }
+		a == bind || a == "[" bind "]" || a ~ /^(0\.0\.0\.0|\*|\[::\])$/ || bind ~ /^(0\.0\.0\.0|::)$/ { found = 1 }
+		END { exit !found }'
+}
+
+# check_ports OLD: every port the one-machine stack will publish is free, or published by this
+# project's own running containers (the proxy being replaced), and no two proxies share one.
+# Checked before anything is pulled, built or stopped: compose would otherwise find a taken port
+# only after removing the old proxy, leaving none. A proxy with host networking (OLD=host) publishes
+# nothing Docker lists, so its ports cannot be told from another program's: no check then.
+check_ports() {
+	[ "$1" != host ] || return 0
+	local i j published own was
+	published=$(project_ports)
+	own=" $(awk '{ print $2 }' <<<"$published" | tr '\n' ' ') "
+	for i in "${!ports[@]}"; do
+		for ((j = 0; j < i; j++)); do
+			[ "${ports[j]}" != "${ports[i]}" ] ||
+				die "${port_vars[j]} and ${port_vars[i]} are both ${ports[i]}: give each proxy its own port in $ENV_FILE; nothing was changed"
+		done
+		[[ $own != *" ${ports[i]} "* ]] || continue
+		! port_taken "${ports[i]}" ||
+			die "port ${ports[i]} (${HTTP_BIND:-127.0.0.1}:${ports[i]}, ${port_vars[i]}) is taken by another program: set ${port_vars[i]} in $ENV_FILE to a free port, or stop that program; nothing was changed"
+	done
+	# Clients use the first proxy's address: a deploy that moves it says so.
+	was=$(awk '$1 == "caddy" || $1 == "caddy1" { print $2; exit }' <<<"$published")
+	if [ -n "$was" ] && [[ " ${ports[*]} " != *" $was "* ]]; then
+		log "the proxy moves from port $was to ${ports[0]} (${port_vars[0]}): clients must use the new address; set ${port_vars[0]}=$was in $ENV_FILE to keep the old one"
+	fi
+}
+
+# up_bridge: the one-machine stack up, the old proxy kept until a new one answers. `up
+# --remove-orphans` removes the orphans (the single node's `caddy` when it becomes a cluster) before
+# it starts the new services, so a new proxy that then fails would leave no proxy at all. Instead
+# the new proxies whose ports no old proxy publishes start first, with the services they depend on;
+# once one answers, `up --remove-orphans` removes the old proxy and starts the rest. A new proxy on
+# the old one's port (caddy1 on the single node's CADDY_PORT, the default) can only start after the
+# old one is gone, since two containers cannot publish one port: clients of that port see a gap of
+# a few seconds while Caddy starts, and the proxy started first serves throughout.
+up_bridge() {
+	local i held start=() services=() deadline base curl_opts
+	# host ports of running containers that the new stack does not have: the old proxies'
+	held=$(project_ports | awk -v keep=" ${caddies[*]} " 'index(keep, " " $1 " ") == 0 { printf " %s ", $2 }')
+	if [ -n "$held" ]; then
+		for i in "${!caddies[@]}"; do
+			[[ $held == *" ${ports[i]} "* ]] || { start+=("$i"); services+=("${caddies[i]}"); }
+		done
+	fi
+	if [ ${#start[@]} -gt 0 ]; then
+		log "starting ${services[*]} before the old proxy is removed"
+		dc "$mode" up -d "${services[@]}"
+		proxy_target "${start[0]}"
+		deadline=$((SECONDS + ${DEPLOY_WAIT:-90}))
+		until curl -s -m 3 -o /dev/null "$base/"; do
+			[ "$SECONDS" -lt "$deadline" ] ||
+				die "the new proxy ${services[0]} does not answer at $base after ${DEPLOY_WAIT:-90}s: the old one is kept (./deploy.sh status)"
+			sleep 1
+		done
+	fi
+	dc "$mode" up -d --remove-orphans
+}
+
 cmd_deploy() {
 	need_secrets
-	ensure_images
 	local old
 	old=$(running_mode)
+	[ "$mode" = host ] || check_ports "$old"
+	ensure_images
 	if [ -n "$old" ] && [ "$old" != "$mode" ]; then
 		log "switching $COMPOSE_PROJECT_NAME from $old to $mode; Redis' volume stays"
 	fi
@@ -69,7 +138,11 @@ cmd_deploy() {
 			dc "${old:-$mode}" down --remove-orphans
 		fi
 	fi
-	dc "$mode" up -d --remove-orphans
+	if [ "$mode" = host ]; then
+		dc host up -d --remove-orphans
+	else
+		up_bridge
+	fi
 	# On one machine the whole stack must come up; on one of several, this machine's node (the
 	# others may not be deployed yet: `verify` checks them all).
 	local wait_nodes=$NODES_CSV
