@@ -64,7 +64,7 @@ check_stack() { # STACK NODES CADDY_PORT...
 for stack in "$@"; do
 	case $stack in
 	single) check_stack single 1 "${CADDY_PORT:-8080}" ;;
-	cluster) check_stack cluster 3 "${CADDY1_PORT:-8081}" "${CADDY2_PORT:-8082}" ;;
+	cluster) check_stack cluster 3 "${CADDY1_PORT:-${CADDY_PORT:-8080}}" "${CADDY2_PORT:-8082}" ;;
 	*) echo "unknown stack: $stack" >&2; exit 2 ;;
 	esac
 done
