@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -138,6 +139,42 @@ func (ms *machines) roomMachine() map[string]int {
 		out[room] = n - 1
 	}
 	return out
+}
+
+// drain drains node (an IP) through machine i's proxy and waits until that running proxy sees it
+// drained (its admin API, in the machine's network namespace): the CLI writes Redis, the proxy
+// reads it on its next refresh.
+func (ms *machines) drain(i int, node string) {
+	ms.t.Helper()
+	m := ms.m[i]
+	m.dockerExec("caddy", "caddy", "livekit", "drain", node, "--config", "/etc/caddy/Caddyfile")
+	pid, err := exec.Command("docker", "inspect", "-f", "{{.State.Pid}}", m.machine).Output()
+	if err != nil {
+		ms.t.Fatal(err)
+	}
+	var last string
+	if !harness.Poll(10*time.Second, func() bool {
+		out, _ := exec.Command("nsenter", "--net=/proc/"+strings.TrimSpace(string(pid))+"/ns/net",
+			"curl", "-s", "-m", "2", "http://localhost:2019/livekit/nodes").Output()
+		last = string(out)
+		var v struct {
+			Nodes []struct {
+				IP      string
+				Drained bool
+			}
+		}
+		if json.Unmarshal(out, &v) != nil {
+			return false
+		}
+		for _, n := range v.Nodes {
+			if n.IP == node && n.Drained {
+				return true
+			}
+		}
+		return false
+	}) {
+		ms.t.Fatalf("machine %d's proxy does not see %s drained: %s", i+1, node, last)
+	}
 }
 
 // in runs f as a subtest whose failures every machine's helpers report.

@@ -85,7 +85,7 @@ func TestCloudNAT(t *testing.T) {
 	ms.in(t, "machine-lost", func(t *testing.T) {
 		m1 := ms.m[0]
 		// machine 1 holds Redis: keep the room off it
-		m1.dockerExec("caddy", "caddy", "livekit", "drain", public[0], "--config", "/etc/caddy/Caddyfile")
+		ms.drain(0, public[0])
 		c := ms.clientOn(wan, public[0], ms.caBundle(), "failover", "-room", "nat-lost", "-n", "2")
 		c.next(90 * time.Second)
 		host := ms.roomMachine()["nat-lost"]
