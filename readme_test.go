@@ -29,11 +29,19 @@ func readmeSyntax(t *testing.T, directive string) map[string]string {
 	block := string(b)[start:]
 	block = block[strings.Index(block, "\n")+1 : strings.Index(block, "\n```")]
 	opts := map[string]string{}
+	inRegions := false // the lines of the regions block are its entries, not options
 	for _, line := range strings.Split(block, "\n")[1:] {
 		line, _, _ = strings.Cut(line, "#")
 		f := strings.Fields(line)
+		if inRegions {
+			inRegions = len(f) == 0 || f[0] != "}"
+			continue
+		}
 		if len(f) == 0 || f[0] == "}" {
 			continue
+		}
+		if f[0] == "regions" {
+			inRegions = true
 		}
 		if f[0] == "transport" { // the example of a reverse_proxy subdirective
 			break
@@ -122,6 +130,9 @@ func TestReadmeSyntaxAdapts(t *testing.T) {
 			if isRedisOption(opt) {
 				redis, line = "redis {\n"+redisBase(opt)+"\n"+line+"\n}", ""
 			}
+			if opt == "regions" {
+				line = "regions {\nus-west 37.64 -120.88\nseoul 37.57 126.98\n}"
+			}
 			keys := "api_key k\napi_secret " + strings.Repeat("s", 32)
 			if opt == "api_key" || opt == "api_secret" {
 				keys = ""
@@ -162,7 +173,7 @@ func sampleArgs(shown string) string {
 		"<duration>": "2s", "<port>": "7880", "<number>": "3", "<host:port>": "10.0.0.9:7880",
 		"<host:port...>": "127.0.0.1:6379", "<advertised_ip>": "203.0.113.9", "<cidr...|private>": "private",
 		"<key>": strings.Repeat("k", 32), "<secret>": strings.Repeat("s", 32), "<header>": "Remote-User",
-		"<name>": "n", "<username>": "u", "<password>": "p", "wss://<host>": "wss://livekit.example.com",
+		"<name>": "n", "<load>": "0.9", "<username>": "u", "<password>": "p", "wss://<host>": "wss://livekit.example.com",
 	}
 	var out []string
 	for _, a := range strings.Fields(strings.Trim(shown, "[]")) {

@@ -49,6 +49,10 @@ func New(cfg Config, st Store, log *zap.Logger, obs Observer) (*Cluster, error) 
 	if err != nil {
 		return nil, err
 	}
+	regions, err := newRegions(cfg.Regions, cfg.Region)
+	if err != nil {
+		return nil, err
+	}
 	if obs == nil {
 		obs = NopObserver{}
 	}
@@ -60,6 +64,7 @@ func New(cfg Config, st Store, log *zap.Logger, obs Observer) (*Cluster, error) 
 	c.probes = newProber(cfg, c.view.current, log, obs)
 	c.place = &placer{
 		store: c.store, nodes: c.view.current, redisOK: c.view.redisOK.Load, measure: cfg.LoadMeasure,
+		limits: cfg.Limits, regions: regions,
 		staleAfter: cfg.StaleAfter, redisTimeout: cfg.RedisTimeout, log: log, obs: obs,
 		cache: newPlacementCache(cfg.PlacementCache),
 	}

@@ -30,6 +30,13 @@ type Config struct {
 	ProbeInterval   time.Duration // <= 0: no probes
 	ProbeTimeout    time.Duration
 	LoadMeasure     string // sysload, cpuload, rooms or clients
+
+	// Limits: a node at one gets no new rooms.
+	Limits Limits
+	// Regions (node_selector.regions' shape) and the proxy's own Region: a
+	// new room goes to the nearest region with a node under its limits.
+	Regions []Region
+	Region  string
 }
 
 // WithDefaults fills what c leaves out.
@@ -77,6 +84,12 @@ func (c Config) Validate() error {
 		if d.v < 0 {
 			return fmt.Errorf("%s must not be negative", d.name)
 		}
+	}
+	if err := c.Limits.validate(); err != nil {
+		return err
+	}
+	if _, err := newRegions(c.Regions, c.Region); err != nil {
+		return err
 	}
 	_, err := newAddressBook(c.NodePort, c.NodeAddresses, c.AllowNetworks)
 	return err

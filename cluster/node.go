@@ -29,6 +29,9 @@ type Node struct {
 	// Drained by the operator (`caddy livekit drain`): keeps its rooms,
 	// takes no new ones.
 	Drained bool
+	// Full: at a capacity limit by its stats (Limits), so it takes no new
+	// rooms; the placer also counts the rooms placed since.
+	Full    bool
 	Sysload float64 // load_avg_last1min / num_cpus, as LiveKit's selector
 	CPULoad float64
 	Rooms   int

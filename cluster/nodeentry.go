@@ -53,8 +53,25 @@ func decodeNode(field string, value []byte) (*livekit.Node, error) {
 		// a copy of a healthy node's id under another field would take that
 		// node out, or route its rooms to an address of the writer's choice
 		return nil, fmt.Errorf("entry carries node id %s", Quote(n.Id))
+	case !validRegion(n.Region):
+		// it becomes a metric label and picks where new rooms go
+		return nil, fmt.Errorf("region %s is not a region name", Quote(n.Region))
 	}
 	return n, nil
+}
+
+// validRegion: empty, or up to 64 printable ASCII characters without spaces
+// (LiveKit's own are such as us-west-2).
+func validRegion(r string) bool {
+	if len(r) > 64 {
+		return false
+	}
+	for i := 0; i < len(r); i++ {
+		if r[i] <= ' ' || r[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // validNodeID: LiveKit's ids are "ND_" and 12 base62 characters; accept any

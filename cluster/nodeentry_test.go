@@ -116,10 +116,17 @@ func FuzzDecodeNode(f *testing.F) {
 	f.Add("ND_abc", b)
 	f.Add("", []byte{})
 	f.Add("ND_x", []byte("\x0a\x04ND_x\x12\x08127.0.0.1"))
+	r := lkNode("ND_r", "10.0.0.1", serving, 0.5, 3)
+	r.Region = "us west\n"
+	b, _ = proto.Marshal(r)
+	f.Add("ND_r", b)
 	f.Fuzz(func(t *testing.T, field string, value []byte) {
 		n, err := decodeNode(field, value)
 		if err == nil && (n.Id != field || !validNodeID(n.Id)) {
 			t.Fatalf("accepted id %q under field %q", n.Id, field)
+		}
+		if err == nil && !validRegion(n.Region) {
+			t.Fatalf("accepted region %q", n.Region)
 		}
 		if err != nil && len(err.Error()) > 4*maxFieldShown+100 {
 			t.Fatalf("error of %d bytes", len(err.Error()))

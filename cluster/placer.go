@@ -30,6 +30,7 @@ const (
 
 	// refusals, counted by the modules but never returned by Route
 	OutcomeNoNode     Outcome = "no_node"
+	OutcomeFull       Outcome = "full" // every node that could take a new room is at a limit
 	OutcomeRedisError Outcome = "redis_error"
 	OutcomeBadToken   Outcome = "bad_token"
 	OutcomeBadRequest Outcome = "bad_request" // a server API call whose body names no room
@@ -51,6 +52,8 @@ type placer struct {
 	nodes        func() *snapshot
 	redisOK      func() bool
 	measure      string
+	limits       Limits
+	regions      regions
 	staleAfter   time.Duration
 	redisTimeout time.Duration
 	log          *zap.Logger
@@ -125,11 +128,12 @@ func (r *placer) route(ctx context.Context, room string, place bool) (*Node, Out
 	if !place {
 		key = "\x00" + room // never shares a lookup that may place
 	}
+	near := nearFrom(ctx) // the first of concurrent joins of a new room says where it goes
 	ch := r.lookups.DoChan(key, func() (any, error) {
 		// not the caller's context: a caller that gives up must not fail the others
 		lctx, cancel := context.WithTimeout(context.Background(), r.redisTimeout)
 		defer cancel()
-		return r.resolve(lctx, room, place)
+		return r.resolve(lctx, room, place, near)
 	})
 	select {
 	case res := <-ch:
@@ -154,7 +158,7 @@ type decision struct {
 // resolve reads room_node_map and, when the room has no live node, places it
 // with an atomic write so that no two writers can split a room (with place
 // unset, it leaves that to LiveKit).
-func (r *placer) resolve(ctx context.Context, room string, place bool) (decision, error) {
+func (r *placer) resolve(ctx context.Context, room string, place bool, near string) (decision, error) {
 	cur, err := r.store.RoomNode(ctx, room)
 	if err != nil {
 		// Redis failed before the refresh loop noticed: an expired
@@ -192,8 +196,11 @@ func (r *placer) resolve(ctx context.Context, room string, place bool) (decision
 			}
 			return decision{}, ErrNoNode
 		}
-		target := r.choose(snap, room, cur, now)
+		target, full := r.choose(snap, room, cur, near, now)
 		if target == nil {
+			if full {
+				return decision{}, ErrFull
+			}
 			return decision{}, ErrNoNode
 		}
 		var winner string
@@ -225,11 +232,12 @@ func (r *placer) resolve(ctx context.Context, room string, place bool) (decision
 
 // choose picks the node for a new placement of room and counts it as
 // pending at once: placements of different rooms run concurrently, and each
-// must see the ones before it, or a burst lands on one node.
-func (r *placer) choose(snap *snapshot, room, cur string, now time.Time) *Node {
+// must see the ones before it, or a burst lands on one node. A new room goes
+// to the region nearest to near with a node under the limits; full says
+// that nodes were there but all at a limit.
+func (r *placer) choose(snap *snapshot, room, cur, near string, now time.Time) (target *Node, full bool) {
 	r.placeMu.Lock()
 	defer r.placeMu.Unlock()
-	var target *Node
 	if cur == "" {
 		// a Redis that came back empty forgot a running room: put it back
 		// where its participants are, not where load says; nodes re-register
@@ -238,18 +246,22 @@ func (r *placer) choose(snap *snapshot, room, cur string, now time.Time) *Node {
 		if n := snap.byID[id]; n != nil && n.Routable(now) {
 			target = n
 		} else if n == nil && waiting {
-			return nil
+			return nil, false
 		}
 	}
 	if target == nil {
-		target = leastLoaded(snap.nodes, r.measure, now, r.staleAfter, func(n *Node) bool {
-			return n.Placeable(now)
-		})
+		open := func(n *Node) bool { return n.Placeable(now) && !r.limits.full(n, now, r.staleAfter) }
+		target = leastLoaded(snap.nodes, r.measure, now, r.staleAfter, r.regions.nearest(snap.nodes, near, open))
+		if target == nil {
+			for _, n := range snap.nodes {
+				full = full || n.Placeable(now)
+			}
+		}
 	}
 	if target != nil {
 		target.health.markPlaced(now)
 	}
-	return target
+	return target, full
 }
 
 // anyNode chooses a node for a request that names no room: the least loaded

@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -12,11 +14,14 @@ type NodeStatus struct {
 	Dial string `json:"dial,omitempty"`
 	// NotDialled: why Dial is empty (an address outside allow_networks,
 	// e.g. a public one without a node_addresses mapping)
-	NotDialled string  `json:"not_dialled,omitempty"`
-	Region     string  `json:"region,omitempty"`
-	State      string  `json:"state"`
-	Drained    bool    `json:"drained,omitempty"`
-	StatsAge   float64 `json:"stats_age_seconds"`
+	NotDialled string `json:"not_dialled,omitempty"`
+	Region     string `json:"region,omitempty"`
+	State      string `json:"state"`
+	Drained    bool   `json:"drained,omitempty"`
+	// Full: at a capacity limit (sysload_limit, max_rooms, max_clients),
+	// counting the rooms this proxy placed since its stats: no new rooms.
+	Full     bool    `json:"full,omitempty"`
+	StatsAge float64 `json:"stats_age_seconds"`
 	// Stale: stats older than stale_after, so LiveKit itself counts the
 	// node out (a crashed node's entry stays until a node restarts).
 	Stale   bool    `json:"stale,omitempty"`
@@ -29,6 +34,50 @@ type NodeStatus struct {
 	Unreachable bool `json:"unreachable"`
 	// Requests this proxy is passing to the node now (open WebSockets among them).
 	Sessions int `json:"sessions"`
+	// NewRooms: the node takes new rooms (serving, routable, not drained, not full).
+	NewRooms bool `json:"new_rooms"`
+}
+
+// RegionStatus sums up one region's nodes (Region "": nodes without one).
+type RegionStatus struct {
+	Region   string `json:"region"`
+	Nodes    int    `json:"nodes"`     // routable
+	NewRooms int    `json:"new_rooms"` // of which take new rooms
+	Rooms    int    `json:"rooms"`
+	Clients  int    `json:"clients"`
+}
+
+// Regions sums nodes up by region, sorted by name; nil when no node has a
+// region.
+func Regions(nodes []NodeStatus) []RegionStatus {
+	by := map[string]*RegionStatus{}
+	named := false
+	for _, n := range nodes {
+		if !n.Routable {
+			continue
+		}
+		named = named || n.Region != ""
+		r := by[n.Region]
+		if r == nil {
+			r = &RegionStatus{Region: n.Region}
+			by[n.Region] = r
+		}
+		r.Nodes++
+		if n.NewRooms {
+			r.NewRooms++
+		}
+		r.Rooms += n.Rooms
+		r.Clients += n.Clients
+	}
+	if !named {
+		return nil
+	}
+	out := make([]RegionStatus, 0, len(by))
+	for _, r := range by {
+		out = append(out, *r)
+	}
+	slices.SortFunc(out, func(a, b RegionStatus) int { return strings.Compare(a.Region, b.Region) })
+	return out
 }
 
 // Status describes every node of the current snapshot.
@@ -41,7 +90,9 @@ func (c *Cluster) Status() []NodeStatus {
 			ID: n.ID, IP: n.IP, Dial: n.Dial, NotDialled: n.NotDialled, Region: n.Region, State: n.State.String(), Drained: n.Drained,
 			Stale: !n.Fresh, Sysload: n.Sysload, CPULoad: n.CPULoad, Rooms: n.Rooms, Clients: n.Clients,
 			Routable: n.Routable(now), Unreachable: n.Down(now), Sessions: n.health.sessions.count(),
+			Full: c.place.limits.full(n, now, c.cfg.StaleAfter),
 		}
+		s.NewRooms = n.Placeable(now) && !s.Full
 		if n.HasStats {
 			s.StatsAge = now.Sub(n.UpdatedAt).Seconds()
 		}

@@ -20,6 +20,7 @@ type view struct {
 	every        time.Duration
 	staleAfter   time.Duration
 	redisTimeout time.Duration
+	limits       Limits
 	log          *zap.Logger
 	obs          Observer
 	// redisBack is called (from run) when Redis answers after an outage
@@ -53,7 +54,7 @@ var emptySnapshot = &snapshot{byID: map[string]*Node{}}
 
 func newView(cfg Config, st Store, book *addressBook, log *zap.Logger, obs Observer) *view {
 	v := &view{
-		store: st, book: book, every: cfg.RefreshInterval, staleAfter: cfg.StaleAfter, redisTimeout: cfg.RedisTimeout,
+		store: st, book: book, every: cfg.RefreshInterval, staleAfter: cfg.StaleAfter, redisTimeout: cfg.RedisTimeout, limits: cfg.Limits,
 		log: log, obs: obs, redisBack: func(time.Time) {},
 		loaded: make(chan struct{}), kicks: make(chan chan struct{}), health: map[string]*nodeHealth{},
 	}
@@ -174,6 +175,7 @@ func (v *view) node(ln *livekit.Node, drained map[string]string, readAt time.Tim
 	_, byID := drained[n.ID]
 	_, byIP := drained[n.IP]
 	n.Drained = byID || byIP
+	n.Full = v.limits.full(n, readAt, 0)
 	// entries of nodes long dead stay in `nodes` (and anyone may add some):
 	// only a node this proxy has seen with fresh stats gets metric series
 	// and log lines

@@ -14,16 +14,26 @@ import (
 // per ignored `nodes` entry.
 func statusCmd(_ context.Context, e *env) error {
 	nodes := e.reg.Status()
+	regions := cluster.Regions(nodes)
 	if e.json {
-		return writeJSON(e.out, livekitlb.NodesView{RedisReachable: e.reg.RedisReachable(), Nodes: nodes, Ignored: e.reg.BadNodes()})
+		return writeJSON(e.out, livekitlb.NodesView{RedisReachable: e.reg.RedisReachable(), Nodes: nodes, Regions: regions, Ignored: e.reg.BadNodes()})
 	}
 	w := tabwriter.NewWriter(e.out, 0, 0, 2, ' ', 0)
+	region := func(n cluster.NodeStatus) string { return "" } // a column only where nodes have regions
+	if regions != nil {
+		fmt.Fprint(w, "REGION\t")
+		region = func(n cluster.NodeStatus) string { return orDash(n.Region) + "\t" }
+	}
 	fmt.Fprintln(w, "NODE\tADDRESS\tSTATE\tROUTABLE\tSYSLOAD\tROOMS\tCLIENTS\tSTATS AGE")
 	for _, n := range nodes {
 		state := n.State
 		if n.Drained {
 			state += " (drained)"
 		}
+		if n.Full {
+			state += " (full)"
+		}
+		fmt.Fprint(w, region(n))
 		routable := "yes"
 		switch {
 		case n.Dial == "":
@@ -41,10 +51,28 @@ func statusCmd(_ context.Context, e *env) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	if regions != nil {
+		fmt.Fprintln(e.out)
+		w = tabwriter.NewWriter(e.out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(w, "REGION\tROUTABLE NODES\tTAKING NEW ROOMS\tROOMS\tCLIENTS")
+		for _, r := range regions {
+			fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\n", orDash(r.Region), r.Nodes, r.NewRooms, r.Rooms, r.Clients)
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
 	for _, b := range e.reg.BadNodes() {
 		fmt.Fprintln(e.out, "PROBLEM: "+ignoredEntry(b))
 	}
 	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // orIP is where the proxy dials the node, after the address the node

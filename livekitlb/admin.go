@@ -45,6 +45,8 @@ func (a AdminAPI) Routes() []caddy.AdminRoute {
 type NodesView struct {
 	RedisReachable bool                 `json:"redis_reachable"`
 	Nodes          []cluster.NodeStatus `json:"nodes"`
+	// Regions sums the nodes up by region (absent when none has one).
+	Regions []cluster.RegionStatus `json:"regions,omitempty"`
 	// Entries of Redis' `nodes` hash that were not routed to, and why.
 	Ignored []cluster.BadNode `json:"ignored_entries,omitempty"`
 }
@@ -72,6 +74,7 @@ func (AdminAPI) nodes(w http.ResponseWriter, r *http.Request) error {
 		view.Nodes = append(view.Nodes, reg.Status()...)
 		view.Ignored = append(view.Ignored, reg.BadNodes()...)
 	}
+	view.Regions = cluster.Regions(view.Nodes)
 	return writeJSON(w, view)
 }
 

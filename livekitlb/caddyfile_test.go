@@ -41,6 +41,33 @@ func TestLiveKitLBDirective(t *testing.T) {
 	}
 }
 
+// Regions and capacity limits adapt into LiveKit's shapes.
+func TestRegionsAndLimits(t *testing.T) {
+	out, err := adapt(t, `:8080 {
+	livekit_lb 127.0.0.1:6379 {
+		sysload_limit 0.85
+		max_rooms 200
+		max_clients 3000
+		regions {
+			us-west 37.64 -120.88
+			seoul 37.5665 126.978
+		}
+		region seoul
+		region_header X-Client-Region
+	}
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"sysload_limit":0.85`, `"max_rooms":200`, `"max_clients":3000`,
+		`"regions":[{"lat":37.64,"lon":-120.88,"name":"us-west"},{"lat":37.5665,"lon":126.978,"name":"seoul"}]`,
+		`"region":"seoul"`, `"region_header":"X-Client-Region"`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("adapted JSON lacks %s\n%s", want, out)
+		}
+	}
+}
+
 // node_addresses takes the list deploy.sh puts in NODE_ADDRESSES (pairs
 // separated by spaces or commas, Caddy expanding {$VAR} into several tokens),
 // and nothing when the variable is empty.
@@ -68,6 +95,10 @@ func TestLiveKitLBDirectiveErrors(t *testing.T) {
 		"bad duration":       "livekit_lb 127.0.0.1:6379 {\n stale_after soon\n}",
 		"bad node_address":   "livekit_lb 127.0.0.1:6379 {\n node_address 10.0.0.1\n}",
 		"bad node_addresses": "livekit_lb 127.0.0.1:6379 {\n node_addresses 203.0.113.4 10.0.0.4:7880\n}",
+		"bad sysload_limit":  "livekit_lb 127.0.0.1:6379 {\n sysload_limit high\n}",
+		"bad max_rooms":      "livekit_lb 127.0.0.1:6379 {\n max_rooms -1\n}",
+		"bad region entry":   "livekit_lb 127.0.0.1:6379 {\n regions {\n seoul 37.5\n }\n}",
+		"bad region lat":     "livekit_lb 127.0.0.1:6379 {\n regions {\n seoul north 126.9\n }\n}",
 		"unknown redis opt":  "livekit_lb {\n redis {\n address a:1\n colour blue\n }\n}",
 		"two redis modes":    "livekit_lb {\n redis {\n address a:1\n cluster_addresses b:1 c:1\n }\n}",
 		"sentinel no name":   "livekit_lb {\n redis {\n sentinel_addresses a:1\n }\n}",

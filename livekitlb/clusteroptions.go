@@ -42,8 +42,8 @@ func (c *Cluster) UnmarshalCaddyfileBlock(d *caddyfile.Dispenser, directive stri
 
 // UnmarshalOption parses the cluster option at the dispenser's cursor, if
 // it is one (redis, node_port, node_address(es), allow_networks, the durations,
-// load_measure, api_key, api_secret), so that every directive spells them
-// the same way.
+// load_measure, the limits, the regions, api_key, api_secret), so that every
+// directive spells them the same way.
 func (c *Cluster) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 	switch d.Val() {
 	case "redis":
@@ -117,6 +117,53 @@ func (c *Cluster) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 	case "api_secret":
 		if !d.AllArgs(&c.APISecret) {
 			return true, d.ArgErr()
+		}
+	case "sysload_limit":
+		if !d.NextArg() {
+			return true, d.ArgErr()
+		}
+		v, err := strconv.ParseFloat(d.Val(), 64)
+		if err != nil || v < 0 {
+			return true, d.Errf("sysload_limit: want a load per CPU such as 0.9, got %q", d.Val())
+		}
+		c.SysloadLimit = v
+	case "max_rooms", "max_clients":
+		name := d.Val()
+		if !d.NextArg() {
+			return true, d.ArgErr()
+		}
+		v, err := strconv.Atoi(d.Val())
+		if err != nil || v < 0 {
+			return true, d.Errf("%s: want a number, got %q", name, d.Val())
+		}
+		*map[string]*int{"max_rooms": &c.MaxRooms, "max_clients": &c.MaxClients}[name] = v
+	case "region":
+		if !d.AllArgs(&c.Region) {
+			return true, d.ArgErr()
+		}
+	case "region_header":
+		if !d.AllArgs(&c.RegionHeader) {
+			return true, d.ArgErr()
+		}
+	case "regions":
+		// regions {
+		//     <name> <lat> <lon>
+		// }
+		if d.NextArg() {
+			return true, d.ArgErr()
+		}
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			name := d.Val()
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return true, d.Errf("regions: want <name> <lat> <lon>, got %s %v", name, args)
+			}
+			lat, err1 := strconv.ParseFloat(args[0], 64)
+			lon, err2 := strconv.ParseFloat(args[1], 64)
+			if err1 != nil || err2 != nil {
+				return true, d.Errf("regions: %s: lat and lon are numbers, got %v", name, args)
+			}
+			c.Regions = append(c.Regions, cluster.Region{Name: name, Lat: lat, Lon: lon})
 		}
 	case "load_measure":
 		if !d.NextArg() {

@@ -5,9 +5,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/livekit-lb/caddy-livekit/cluster"
@@ -54,6 +57,25 @@ type Cluster struct {
 	// Load measure for placing new rooms: sysload (default), cpuload, rooms, clients.
 	LoadMeasure string `json:"load_measure,omitempty"`
 
+	// A node at one of these limits gets no new rooms (its rooms keep
+	// working); with every node at a limit, a new room is refused (503).
+	// sysload_limit is LiveKit's node_selector.sysload_limit (load average
+	// per CPU); max_rooms and max_clients count the node's own stats. 0: none.
+	SysloadLimit float64 `json:"sysload_limit,omitempty"`
+	MaxRooms     int     `json:"max_rooms,omitempty"`
+	MaxClients   int     `json:"max_clients,omitempty"`
+
+	// Regions in the shape of livekit.yaml's node_selector.regions (nodes
+	// carry theirs in `region:`), and this proxy's own. A new room goes to
+	// the region nearest its client (RegionHeader) or, unknown, to this
+	// proxy's, on a node under the limits; else to the nearest that has one.
+	Regions []cluster.Region `json:"regions,omitempty"`
+	Region  string           `json:"region,omitempty"`
+	// Request header naming the client's region, or its "lat,lon" (a CDN's
+	// or the operator's edge sets it); honoured only on requests from
+	// Caddy's trusted_proxies, so a client cannot choose for itself.
+	RegionHeader string `json:"region_header,omitempty"`
+
 	// The cluster's API key and secret (livekit.yaml's `keys`), usually
 	// {env.LIVEKIT_API_KEY} and {env.LIVEKIT_API_SECRET}: livekit_lb
 	// verifies tokens with them, livekit_token signs its own.
@@ -61,6 +83,23 @@ type Cluster struct {
 	APISecret string `json:"api_secret,omitempty"`
 
 	poolKey string // set by Join: this module's share of the pool
+}
+
+// maxRegionHint bounds the region header's value: a region name or "lat,lon".
+const maxRegionHint = 64
+
+// Near is where the client of r is, from region_header: "" unless the
+// request came through one of Caddy's trusted_proxies (whose client_ip Caddy
+// trusts too), so a client cannot pick a region for itself.
+func (c Cluster) Near(r *http.Request) string {
+	if c.RegionHeader == "" {
+		return ""
+	}
+	v := strings.TrimSpace(r.Header.Get(c.RegionHeader))
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); !trusted || len(v) > maxRegionHint {
+		return ""
+	}
+	return v
 }
 
 // Keys returns the API key and secret, placeholders resolved, or an error
@@ -103,6 +142,9 @@ func (c Cluster) Config() (cluster.Config, error) {
 		ProbeInterval:   time.Duration(c.ProbeInterval),
 		ProbeTimeout:    time.Duration(c.ProbeTimeout),
 		LoadMeasure:     resolve(c.LoadMeasure),
+		Limits:          cluster.Limits{SysloadLimit: c.SysloadLimit, MaxRooms: c.MaxRooms, MaxClients: c.MaxClients},
+		Regions:         c.Regions,
+		Region:          resolve(c.Region),
 	}.WithDefaults()
 	return cfg, cfg.Validate()
 }

@@ -1,8 +1,14 @@
 package livekitlb
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/livekit-lb/caddy-livekit/cluster"
 )
@@ -28,5 +34,34 @@ func TestAllowNetworksFromOnePlaceholder(t *testing.T) {
 	}
 	if !reflect.DeepEqual(c.AllowNetworks, private) {
 		t.Fatalf("an empty placeholder gave %v, want the defaults", c.AllowNetworks)
+	}
+}
+
+// The region header counts only on requests from Caddy's trusted_proxies:
+// a client cannot choose where its room goes.
+func TestNearOnlyFromTrustedProxies(t *testing.T) {
+	c := Cluster{RegionHeader: "X-Client-Region"}
+	req := func(trusted bool, v string) *http.Request {
+		r := httptest.NewRequest(http.MethodGet, "/rtc", nil)
+		r.Header.Set("X-Client-Region", v)
+		vars := map[string]any{caddyhttp.TrustedProxyVarKey: trusted}
+		return r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, vars))
+	}
+	for _, tc := range []struct {
+		trusted bool
+		value   string
+		want    string
+	}{
+		{true, "seoul", "seoul"},
+		{true, " 37.5,126.9 ", "37.5,126.9"},
+		{false, "seoul", ""},
+		{true, strings.Repeat("x", maxRegionHint+1), ""},
+	} {
+		if got := c.Near(req(tc.trusted, tc.value)); got != tc.want {
+			t.Errorf("trusted %v, %q: Near %q, want %q", tc.trusted, tc.value, got, tc.want)
+		}
+	}
+	if got := (Cluster{}).Near(req(true, "seoul")); got != "" {
+		t.Errorf("without region_header: %q", got)
 	}
 }

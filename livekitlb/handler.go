@@ -154,7 +154,8 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, room string, pla
 	if !place {
 		find = h.cluster.RouteUnverified
 	}
-	node, outcome, err := find(r.Context(), room)
+	near := h.Near(r)
+	node, outcome, err := find(cluster.Near(r.Context(), near), room)
 	if err != nil {
 		msg := refusal(err)
 		if c := h.logger.Check(zapcore.DebugLevel, "no route"); c != nil {
@@ -167,7 +168,7 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, room string, pla
 		c.Write(cluster.Field("room", room), zap.String("node", node.ID), zap.String("dial", node.Dial), zap.String("outcome", string(outcome)))
 	}
 	s := cluster.NewSession(r.Context())
-	rt := &route{cluster: h.cluster, room: room, session: s, place: place, create: place && isCreateRoom(r)}
+	rt := &route{cluster: h.cluster, room: room, near: near, session: s, place: place, create: place && isCreateRoom(r)}
 	setRoute(r, rt)
 	rt.use(r, node, outcome)
 	return s, nil
@@ -179,6 +180,10 @@ func refusal(err error) string {
 	if errors.Is(err, cluster.ErrRedis) {
 		countRoute(cluster.OutcomeRedisError)
 		return "cannot route: " + cluster.ErrRedis.Error()
+	}
+	if errors.Is(err, cluster.ErrFull) {
+		countRoute(cluster.OutcomeFull)
+		return cluster.ErrFull.Error()
 	}
 	countRoute(cluster.OutcomeNoNode)
 	return cluster.ErrNoNode.Error()

@@ -28,6 +28,10 @@ var metrics = struct {
 	conflicts    prometheus.Counter
 	// sessionsEnded: requests a dead node was holding, by what became of them
 	sessionsEnded *prometheus.CounterVec
+	nodeFull      *prometheus.GaugeVec
+	// by region ("" for nodes without one): routable nodes, those taking new rooms
+	regionNodes    *prometheus.GaugeVec
+	regionNewRooms *prometheus.GaugeVec
 }{}
 
 func init() {
@@ -37,7 +41,12 @@ func init() {
 		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help}, node)
 	}
 	metrics.routes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "routes_total",
-		Help: "Routing decisions by outcome: cached, found, placed, followed, replaced, relayed, no_room, unplaced, no_node, redis_error, bad_token, bad_request."}, []string{"outcome"})
+		Help: "Routing decisions by outcome: cached, found, placed, followed, replaced, relayed, no_room, unplaced, no_node, full, redis_error, bad_token, bad_request."}, []string{"outcome"})
+	metrics.nodeFull = gauge("node_full", "1 while the node is at a capacity limit (sysload_limit, max_rooms, max_clients) and gets no new rooms.")
+	metrics.regionNodes = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "region_routable_nodes",
+		Help: "Routable nodes per region (LiveKit's `region:`; empty for nodes without one)."}, []string{"region"})
+	metrics.regionNewRooms = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "region_new_room_nodes",
+		Help: "Nodes per region that take new rooms (serving, routable, not drained, under the limits)."}, []string{"region"})
 	metrics.nodeState = gauge("node_state", "LiveKit state of each node: 0 starting, 1 serving, 2 shutting down, 3 suspended.")
 	metrics.nodeRoutable = gauge("node_routable", "1 while the proxy routes to the node (alive, fresh stats, answering, dialable).")
 	metrics.nodeSysload = gauge("node_sysload", "Node's 1-minute load average per CPU, as LiveKit's selector.")
@@ -64,7 +73,7 @@ func RegisterMetrics(ctx caddy.Context) error {
 	}
 	for _, c := range []prometheus.Collector{metrics.routes, metrics.nodeState, metrics.nodeRoutable, metrics.nodeSysload,
 		metrics.nodeRooms, metrics.nodeClients, metrics.transitions, metrics.redisLatency, metrics.redisErrors,
-		metrics.conflicts, metrics.sessionsEnded} {
+		metrics.conflicts, metrics.sessionsEnded, metrics.nodeFull, metrics.regionNodes, metrics.regionNewRooms} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
@@ -92,7 +101,22 @@ type metricsObserver struct{}
 
 // NodesRead publishes the nodes' gauges and drops the series of gone ones.
 func (metricsObserver) NodesRead(now time.Time, nodes []*cluster.Node, gone []string) {
+	// regions are rebuilt each time: a region's series goes with its last node
+	metrics.regionNodes.Reset()
+	metrics.regionNewRooms.Reset()
 	for _, n := range nodes {
+		full := 0.0
+		if n.Full {
+			full = 1
+		}
+		metrics.nodeFull.WithLabelValues(n.ID).Set(full)
+		if n.Routable(now) {
+			metrics.regionNodes.WithLabelValues(n.Region).Inc()
+			newRooms := metrics.regionNewRooms.WithLabelValues(n.Region)
+			if n.Placeable(now) && !n.Full {
+				newRooms.Inc()
+			}
+		}
 		metrics.nodeState.WithLabelValues(n.ID).Set(float64(n.State))
 		routable := 0.0
 		if n.Routable(now) {
@@ -104,7 +128,7 @@ func (metricsObserver) NodesRead(now time.Time, nodes []*cluster.Node, gone []st
 		metrics.nodeClients.WithLabelValues(n.ID).Set(float64(n.Clients))
 	}
 	for _, id := range gone {
-		for _, g := range []*prometheus.GaugeVec{metrics.nodeState, metrics.nodeRoutable, metrics.nodeSysload, metrics.nodeRooms, metrics.nodeClients} {
+		for _, g := range []*prometheus.GaugeVec{metrics.nodeState, metrics.nodeRoutable, metrics.nodeSysload, metrics.nodeRooms, metrics.nodeClients, metrics.nodeFull} {
 			g.DeleteLabelValues(id)
 		}
 	}

@@ -33,6 +33,9 @@ func (h *Handler) createRoom(ctx context.Context, room string) (*cluster.Node, *
 			if errors.Is(err, cluster.ErrRedis) {
 				return nil, refuse(http.StatusServiceUnavailable, "cannot place the room: %s", cluster.ErrRedis)
 			}
+			if errors.Is(err, cluster.ErrFull) {
+				return nil, refuse(http.StatusServiceUnavailable, "cannot place the room: %s", cluster.ErrFull)
+			}
 			return nil, refuse(http.StatusServiceUnavailable, "cannot place the room: %s", cluster.ErrNoNode)
 		}
 		if h.created.has(room, node.ID) {

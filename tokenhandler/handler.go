@@ -177,7 +177,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if herr != nil {
 		return h.fail(w, r, herr, "")
 	}
-	node, herr := h.createRoom(r.Context(), req.RoomName)
+	node, herr := h.createRoom(cluster.Near(r.Context(), h.Near(r)), req.RoomName)
 	if herr != nil {
 		return h.fail(w, r, herr, req.RoomName)
 	}
