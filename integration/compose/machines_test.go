@@ -81,6 +81,13 @@ func (ms *machines) setNodes(n int) {
 // machine i, trusting every machine's internal CA (each Caddy has its own).
 func (ms *machines) client(i int, args ...string) *client {
 	ms.t.Helper()
+	opts := append([]string{"--network", ms.lan, "--add-host", "livekit.test:" + ms.ips[i]}, ms.trustOpts()...)
+	return ms.m[i].runClient(opts, "https://livekit.test", args...)
+}
+
+// trustOpts: the docker run options that make a client trust ms.ca, or every machine's internal CA.
+func (ms *machines) trustOpts() []string {
+	ms.t.Helper()
 	ca := ms.ca
 	if ca == "" {
 		var bundle strings.Builder
@@ -94,9 +101,7 @@ func (ms *machines) client(i int, args ...string) *client {
 			ms.t.Fatal(err)
 		}
 	}
-	opts := []string{"--network", ms.lan, "--add-host", "livekit.test:" + ms.ips[i],
-		"-v", ca + ":/etc/lkclient-ca.pem:ro", "-e", "SSL_CERT_FILE=/etc/lkclient-ca.pem"}
-	return ms.m[i].runClient(opts, "https://livekit.test", args...)
+	return []string{"-v", ca + ":/etc/lkclient-ca.pem:ro", "-e", "SSL_CERT_FILE=/etc/lkclient-ca.pem"}
 }
 
 // wsConnected maps identity -> machines (0-based) whose node logged its WebSocket.
