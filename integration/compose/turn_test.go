@@ -15,8 +15,8 @@ import (
 // second one (the same) receives; each relays through the TURN server of the node hosting its
 // room, for a room on each node, whether every TURN name resolves to its own machine or all of
 // them to machine 1 (one public IP in front of every machine: machine 1's Caddy passes turn-2 to
-// machine 2's node over the private network). A direct UDP join beside it, for the join times
-// (LKLB_TURN_TRIALS joins of each, default 1).
+// machine 2's node over the private network). A relay-only join with UDP open (TURN over UDP) and
+// a direct UDP join beside them, for the join times (LKLB_TURN_TRIALS joins of each, default 1).
 func TestTURN(t *testing.T) {
 	ms := newMachines(t, 2)
 	ms.env.set("TURN", "on")
@@ -50,13 +50,22 @@ func TestTURN(t *testing.T) {
 			for host := range ms.ips {
 				for n := 0; n < trials; n++ {
 					room := fmt.Sprintf("turn-%s-%d-%d", c.name, host, n)
-					r := ms.onNode(host, func() *client { return ms.relayClient(c.entry, c.turn, "pubsub", "-room", room) })
-					checkRelayed(t, ms, r, room, host)
+					r := ms.onNode(host, func() *client { return ms.relayClient(c.entry, c.turn, true, "pubsub", "-room", room) })
+					checkRelayed(t, ms, r, room, host, "tls")
 					joins["relay"] = append(joins["relay"], r["join_ms"].(float64))
 				}
 			}
 		})
 	}
+	// Relay-only with UDP open: TURN over UDP, for the join time beside TURN over TLS.
+	ms.in(t, "relay-udp-open", func(t *testing.T) {
+		for n := 0; n < trials; n++ {
+			room := fmt.Sprintf("turn-udp-open-%d", n)
+			r := ms.onNode(1, func() *client { return ms.relayClient(0, []int{0, 1}, false, "pubsub", "-room", room) })
+			checkRelayed(t, ms, r, room, 1, "udp")
+			joins["relay-udp"] = append(joins["relay-udp"], r["join_ms"].(float64))
+		}
+	})
 	ms.in(t, "direct-udp", func(t *testing.T) {
 		for n := 0; n < trials; n++ {
 			c := ms.client(0, "pubsub", "-room", fmt.Sprintf("turn-direct-%d", n))
@@ -71,8 +80,8 @@ func TestTURN(t *testing.T) {
 			joins["direct"] = append(joins["direct"], r["join_ms"].(float64))
 		}
 	})
-	t.Logf("alice's join (create-room to media flowing on her publisher connection), ms: relay-only over TURN/TLS %v, direct UDP %v",
-		joins["relay"], joins["direct"])
+	t.Logf("alice's join (create-room to media flowing on her publisher connection), ms: relay-only over TURN/TLS %v, "+
+		"relay-only over TURN/UDP %v, direct UDP %v", joins["relay"], joins["relay-udp"], joins["direct"])
 }
 
 // onNode runs start while every other node is drained (so the room it creates is placed on the
@@ -96,10 +105,10 @@ func (ms *machines) onNode(host int, start func() *client) map[string]any {
 }
 
 // relayClient runs lkclient with relay candidates only (-relay) on the machines' network, with
-// UDP dropped in its network namespace (iptables, from this host), livekit.test resolving to
-// machine entry and turn-<n>.livekit.test to machine turn[n-1]. The namespace is a holder
-// container's, made and walled off before lkclient starts in it.
-func (ms *machines) relayClient(entry int, turn []int, args ...string) *client {
+// UDP dropped in its network namespace (iptables, from this host) when dropUDP, livekit.test
+// resolving to machine entry and turn-<n>.livekit.test to machine turn[n-1]. The namespace is a
+// holder container's, made and walled off before lkclient starts in it.
+func (ms *machines) relayClient(entry int, turn []int, dropUDP bool, args ...string) *client {
 	ms.t.Helper()
 	m := ms.m[entry]
 	holder := m.project + "-client-ns-" + randHex(3)
@@ -118,6 +127,9 @@ func (ms *machines) relayClient(entry int, turn []int, args ...string) *client {
 	}
 	netns := "--net=/proc/" + strings.TrimSpace(string(pid)) + "/ns/net"
 	for _, chain := range []string{"OUTPUT", "INPUT"} {
+		if !dropUDP {
+			break
+		}
 		if out, err := exec.Command("nsenter", netns, "iptables", "-A", chain, "-p", "udp", "-j", "DROP").CombinedOutput(); err != nil {
 			ms.t.Fatalf("dropping UDP for the client: %v %s", err, out)
 		}
@@ -127,9 +139,9 @@ func (ms *machines) relayClient(entry int, turn []int, args ...string) *client {
 }
 
 // checkRelayed: r is a relay-only pubsub in room that reached bob, and both alice's publisher and
-// bob's subscriber connections carry media over TURN/TLS relayed by the node of machine host,
-// which hosts room.
-func checkRelayed(t *testing.T, ms *machines, r map[string]any, room string, host int) {
+// bob's subscriber connections carry media over TURN (relayProtocol: tls or udp) relayed by the
+// node of machine host, which hosts room.
+func checkRelayed(t *testing.T, ms *machines, r map[string]any, room string, host int, relayProtocol string) {
 	t.Helper()
 	if r["ok"] != true || !strings.HasPrefix(fmt.Sprint(r["received"]), "alice/") || r["relay_only"] != true {
 		t.Fatalf("bob did not receive alice's track relay-only: %v", r)
@@ -139,9 +151,9 @@ func checkRelayed(t *testing.T, ms *machines, r map[string]any, room string, hos
 	}
 	for _, who := range []string{"alice_pair", "bob_pair"} {
 		p, _ := r[who].(map[string]any)
-		if p["local_type"] != "relay" || p["relay_protocol"] != "tls" || p["local_ip"] != ms.ips[host] || p["remote_ip"] != ms.ips[host] {
-			t.Errorf("%s: %v; want a relay candidate over tls allocated by node %s (machine %d, hosting %s), to that node",
-				who, p, ms.ips[host], host+1, room)
+		if p["local_type"] != "relay" || p["relay_protocol"] != relayProtocol || p["local_ip"] != ms.ips[host] || p["remote_ip"] != ms.ips[host] {
+			t.Errorf("%s: %v; want a relay candidate over %s allocated by node %s (machine %d, hosting %s), to that node",
+				who, p, relayProtocol, ms.ips[host], host+1, room)
 		}
 	}
 	t.Logf("%s on machine %d: alice's media relayed at %v:%v over %v, joined in %v ms", room, host+1,
