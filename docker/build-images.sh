@@ -23,8 +23,10 @@ exec 3>&1 1>&2 # keep stdout clean for the exports; everything else is a log
 : "${LIVEKIT_VERSION:=v1.13.5}"
 : "${LIVEKIT_IMAGE:=local/livekit-server:${LIVEKIT_VERSION}}"
 : "${CADDY_IMAGE:=caddy-livekit:local}" # the default the compose files use for our image
-# Package built into the Caddy image: a directory of this repository, or MODULE/PATH@VERSION (stand-in).
-: "${CADDY_PKG:=./cmd/caddy}"
+# Package built into the Caddy image: a directory of this repository (a module of its own when it has
+# a go.mod, as cmd/caddy-l4: our modules plus mholt/caddy-l4, which splits 443 by TLS server name for
+# TURN), or MODULE/PATH@VERSION (stand-in).
+: "${CADDY_PKG:=./cmd/caddy-l4}"
 : "${FORCE:=0}"
 : "${ONLY:=redis livekit caddy}"
 wanted() { [[ " $ONLY " == *" $1 "* ]]; }
@@ -167,8 +169,10 @@ elif [[ $CADDY_PKG == *@* ]]; then
 	caddy_pid=$!
 elif [ -d "$repo/$CADDY_PKG" ]; then
 	# -buildvcs=false: identical sources give an identical binary (so no image rebuild), and it
-	# builds in a repository without commits.
-	(cd "$repo" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags='-s -w' -o "$caddy_dir/caddy" "$CADDY_PKG") &
+	# builds in a repository without commits. A directory with its own go.mod is built inside it.
+	pkg_dir=$repo pkg=$CADDY_PKG
+	[ ! -f "$repo/$CADDY_PKG/go.mod" ] || pkg_dir=$repo/$CADDY_PKG pkg=.
+	(cd "$pkg_dir" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags='-s -w' -o "$caddy_dir/caddy" "$pkg") &
 	caddy_pid=$!
 else
 	log "warning: $repo/$CADDY_PKG does not exist yet: skipping the Caddy image"

@@ -53,23 +53,33 @@ func newTryJoin(key, dial, caFile string) (*tryJoin, error) {
 			return d.DialContext(ctx, network, dial)
 		}
 	}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", caFile)
-		}
-		tr.TLSClientConfig.RootCAs = pool
+	roots, err := loadCAs(caFile)
+	if err != nil {
+		return nil, err
 	}
+	tr.TLSClientConfig.RootCAs = roots
 	client := &http.Client{
 		Transport:     tr,
 		Timeout:       10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return &tryJoin{key: key, client: client}, nil
+}
+
+// loadCAs: the CAs of caFile ("": nil, the system's).
+func loadCAs(caFile string) (*x509.CertPool, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", caFile)
+	}
+	return pool, nil
 }
 
 // check creates room number i at endpoint and validates a join to it; it

@@ -21,7 +21,8 @@ func verifyCommand() *cobra.Command {
 	f.String("digest", "", "This machine's configuration digest: a machine of --nodes recorded with another is a problem")
 	f.StringArray("create-room", nil, "Create-room endpoint URL to create a room at (key from $CREATE_ROOM_KEY), then validate a join with its token at the same origin's /rtc/validate; repeatable")
 	f.String("dial", "", "host:port to connect to for the --create-room URLs (their host still names the site and its certificate)")
-	f.String("ca-file", "", "PEM file of the CAs to trust for https --create-room URLs, instead of the system's")
+	f.String("ca-file", "", "PEM file of the CAs to trust for https --create-room URLs and --turn names, instead of the system's")
+	f.StringArray("turn", nil, "TURN_NAME=NODE_IP: a TLS handshake on 443 (--dial) under the node's TURN name, then a TURN allocation relayed by that node (keys from $LIVEKIT_API_KEY, $LIVEKIT_API_SECRET); repeatable")
 	return verify
 }
 
@@ -35,6 +36,7 @@ func verifyCmd(ctx context.Context, e *env) error {
 	endpoints, _ := flags.GetStringArray("create-room")
 	dial, _ := flags.GetString("dial")
 	caFile, _ := flags.GetString("ca-file")
+	turns, _ := flags.GetStringArray("turn")
 	if machine != "" && digest == "" {
 		return fmt.Errorf("--machine needs --digest")
 	}
@@ -58,6 +60,17 @@ func verifyCmd(ctx context.Context, e *env) error {
 			}
 		}
 	}
+	if len(turns) > 0 {
+		t, err := newTryTURN(os.Getenv("LIVEKIT_API_KEY"), os.Getenv("LIVEKIT_API_SECRET"), dial, caFile)
+		if err != nil {
+			return err
+		}
+		for _, spec := range turns {
+			if p := t.check(ctx, spec); p != "" {
+				problems = append(problems, p)
+			}
+		}
+	}
 	if e.json {
 		if problems == nil {
 			problems = []string{}
@@ -73,6 +86,9 @@ func verifyCmd(ctx context.Context, e *env) error {
 			ok := fmt.Sprintf("OK: Redis reachable, %d node(s) serving and answering", len(e.reg.Status()))
 			if len(endpoints) > 0 {
 				ok += fmt.Sprintf(", create-room and a join through %d proxy URL(s)", len(endpoints))
+			}
+			if len(turns) > 0 {
+				ok += fmt.Sprintf(", TURN over TLS on %d node(s)", len(turns))
 			}
 			fmt.Fprintln(e.out, ok)
 		}

@@ -18,10 +18,12 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 (cd integration && go mod download && go vet ./...)
+(cd cmd/caddy-l4 && go mod download && go vet ./...)
 
 step "unit and golden tests (race detector on the concurrent packages)"
 go test -count=1 -race ./cluster/... ./livekitlb/ ./tokenhandler/
 go test -count=1 . ./livekitcmd/
+(cd cmd/caddy-l4 && go test -count=1 .) # docker/Caddyfile with TURN=on (caddy-l4): golden JSON
 
 step "benchmarks (smoke: one short pass each)"
 go test -run '^$' -bench . -benchtime 2000x ./cluster/ ./livekitlb/ ./tokenhandler/

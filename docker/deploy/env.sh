@@ -177,6 +177,7 @@ host_env() {
 	*) die "TLS=$TLS: use off, auto, internal or files" ;;
 	esac
 	export CADDY_SITE
+	turn_env
 	caddies=(caddy)
 }
 
@@ -197,6 +198,43 @@ nat_env() {
 	export NODE_IP NODE_ADDRESSES
 }
 
+# turn_name I: the TURN name of the I-th node of NODES (0-based): turn-<I+1>.DOMAIN. A node keeps its
+# name while NODES keeps its place: add machines at the end.
+turn_name() { echo "turn-$(($1 + 1)).$DOMAIN"; }
+
+# turn_env: TURN over TLS on 443 (TURN=on). This node's livekit.yaml gets its own TURN name
+# (TURN_DOMAIN) with external_tls; this machine's Caddy gets TURN_ROUTES, one `import turn_node NAME
+# ADDRESS:TURN_TLS_PORT` line per node of NODES (docker/Caddyfile splits 443 by server name with
+# them), and TURN_CERT_NAMES, the names it holds certificates for: every node's (TURN_CERTS=all),
+# or this node's only (own: with TLS=auto, where each name resolves to its own machine).
+turn_env() {
+	local i names=()
+	TURN_ENABLED=false TURN_DOMAIN='' TURN_ROUTES='' TURN_CERT_NAMES=''
+	case ${TURN:=off} in
+	off) ;;
+	on)
+		[ "$TLS" != off ] || die "TURN=on needs TLS (auto, internal or files): Caddy terminates TURN's TLS on 443"
+		case ${TURN_CERTS:=all} in all | own) ;; *) die "TURN_CERTS=$TURN_CERTS: use all or own" ;; esac
+		: "${TURN_TLS_PORT:=5349}"
+		[[ $TURN_TLS_PORT =~ ^[1-9][0-9]{0,4}$ ]] || die "TURN_TLS_PORT: '$TURN_TLS_PORT' is not a port"
+		TURN_ENABLED=true
+		for i in "${!nodes[@]}"; do
+			TURN_ROUTES+="import turn_node $(turn_name "$i") ${nodes[i]}:$TURN_TLS_PORT"$'\n'
+			if [ "${nodes[i]}" = "$THIS_NODE" ]; then
+				TURN_DOMAIN=$(turn_name "$i")
+				names+=("$TURN_DOMAIN")
+			elif [ "$TURN_CERTS" = all ]; then
+				names+=("$(turn_name "$i")")
+			fi
+		done
+		TURN_CERT_NAMES=$(printf '%s, ' "${names[@]}")
+		TURN_CERT_NAMES=${TURN_CERT_NAMES%, }
+		;;
+	*) die "TURN=$TURN: use off or on" ;;
+	esac
+	export TURN TURN_ENABLED TURN_DOMAIN TURN_ROUTES TURN_CERT_NAMES TURN_TLS_PORT
+}
+
 # bridge_env: every container on this machine, on the stack's own bridge network. NODES are the
 # nodes' fixed container addresses there, all in one /24 (LK_SUBNET, default: that /24).
 bridge_env() {
@@ -209,6 +247,7 @@ bridge_env() {
 	esac
 	[ "$TLS" = off ] || die "TLS=$TLS needs host networking: put this machine's address in NODES (docs/deploy.md)"
 	[ ${#public_ips[@]} = 0 ] || die "PUBLIC_IPS needs host networking: NODES must be the machines' own (private) addresses (docs/deploy.md)"
+	[ "${TURN:-off}" = off ] || die "TURN=$TURN needs host networking and TLS: put this machine's address in NODES (docs/deploy.md)"
 	# Addresses of this machine's own LAN would be taken by containers: that is a NODES list meant for
 	# several machines, run on a machine that is not in it.
 	local lan

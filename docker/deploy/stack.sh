@@ -202,10 +202,11 @@ EOF
 # verify_targets: sets target_args, verify's flags for the create-room check through every proxy
 # of this machine, as the first proxy's container reaches them (by service name on a bridge network;
 # with host networking on this machine's loopback, under DOMAIN with TLS, trusting the CA the
-# proxy's certificate comes from), and site, how the OK line names them.
+# proxy's certificate comes from) and, with TURN=on, for the TURN check, and site, how the OK line
+# names them.
 verify_targets() {
 	local c
-	target_args=()
+	target_args=() turn_checked=''
 	if [ "$mode" != host ]; then
 		for c in "${caddies[@]}"; do target_args+=(--create-room "http://$c/api/create-room"); done
 		site=${caddies[*]}
@@ -222,6 +223,16 @@ verify_targets() {
 	internal) target_args+=(--ca-file /data/caddy/pki/authorities/local/root.crt) ;;
 	files) target_args+=(--ca-file /etc/caddy/tls/cert.pem) ;;
 	esac
+	[ "${TURN:-off}" = on ] || return 0
+	# TURN over TLS through this machine's 443: every node's TURN name (this node's only when this
+	# Caddy holds no other certificate, TURN_CERTS=own) answers a TLS handshake, and a TURN
+	# allocation over it is relayed by the node the name belongs to.
+	local i
+	for i in "${!nodes[@]}"; do
+		[ "$TURN_CERTS" = all ] || [ "${nodes[i]}" = "$THIS_NODE" ] || continue
+		target_args+=(--turn "$(turn_name "$i")=${nodes[i]}")
+		turn_checked+=" $(turn_name "$i")"
+	done
 }
 
 cmd_verify() {
@@ -243,7 +254,7 @@ cmd_verify() {
 	# .env or Caddyfile; through every proxy of this machine, a room from the create-room endpoint
 	# and LiveKit's validation of a join with its token.
 	# stdout has the PROBLEM lines; stderr Caddy's config-loading logs and the final error.
-	local errs args=(--nodes "$NODES_CSV") target_args site
+	local errs args=(--nodes "$NODES_CSV") target_args site turn_checked
 	[ "$mode" != host ] || args+=(--public-ips "$PUBLIC_IPS_CSV" --machine "$THIS_NODE" --digest "$(config_digest)")
 	verify_targets
 	errs=$(mktemp)
@@ -264,7 +275,7 @@ cmd_verify() {
 	if [ "$mode" = host ]; then
 		local public=''
 		[ "$PUBLIC_IPS_CSV" = "$NODES_CSV" ] || public=" (public addresses $PUBLIC_IPS_CSV, dialled on the private ones)"
-		echo "OK: Redis on $REDIS_HOST, nodes $NODES_CSV$public, create-room and joins through the caddy of $THIS_NODE ($site)"
+		echo "OK: Redis on $REDIS_HOST, nodes $NODES_CSV$public, create-room and joins through the caddy of $THIS_NODE ($site)${turn_checked:+, TURN over TLS on 443 for$turn_checked}"
 	else
 		echo "OK: Redis, nodes $NODES_CSV, create-room and joins through $site"
 	fi

@@ -82,7 +82,13 @@ func (ms *machines) setNodes(n int) {
 // machine i, trusting every machine's internal CA (each Caddy has its own).
 func (ms *machines) client(i int, args ...string) *client {
 	ms.t.Helper()
-	return ms.clientOn(ms.lan, ms.ips[i], ms.caBundle(), args...)
+	return ms.clientOn(ms.lan, ms.ips[i], args...)
+}
+
+// trustOpts: the docker run options that make a client trust ms.ca, or every machine's internal CA.
+func (ms *machines) trustOpts() []string {
+	ms.t.Helper()
+	return []string{"-v", ms.caBundle() + ":/etc/lkclient-ca.pem:ro", "-e", "SSL_CERT_FILE=/etc/lkclient-ca.pem"}
 }
 
 // caBundle is the CA file clients trust: ms.ca, or every machine's internal CA.
@@ -104,11 +110,10 @@ func (ms *machines) caBundle() string {
 	return ca
 }
 
-// clientOn runs lkclient on network against https://livekit.test resolved to addr, trusting ca.
-func (ms *machines) clientOn(network, addr, ca string, args ...string) *client {
+// clientOn runs lkclient on network against https://livekit.test resolved to addr.
+func (ms *machines) clientOn(network, addr string, args ...string) *client {
 	ms.t.Helper()
-	opts := []string{"--network", network, "--add-host", "livekit.test:" + addr,
-		"-v", ca + ":/etc/lkclient-ca.pem:ro", "-e", "SSL_CERT_FILE=/etc/lkclient-ca.pem"}
+	opts := append([]string{"--network", network, "--add-host", "livekit.test:" + addr}, ms.trustOpts()...)
 	return ms.m[0].runClient(opts, "https://livekit.test", args...)
 }
 

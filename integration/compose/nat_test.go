@@ -55,7 +55,7 @@ func TestCloudNAT(t *testing.T) {
 		}
 	})
 	ms.in(t, "media", func(t *testing.T) {
-		c := ms.clientOn(wan, public[1], ms.caBundle(), "pubsub", "-room", "nat-pubsub")
+		c := ms.clientOn(wan, public[1], "pubsub", "-room", "nat-pubsub")
 		r := c.next(90 * time.Second)
 		c.wait(30 * time.Second)
 		t.Logf("pubsub through machine 2's public address: %v", r)
@@ -68,7 +68,7 @@ func TestCloudNAT(t *testing.T) {
 		}
 	})
 	ms.in(t, "spread", func(t *testing.T) {
-		c := ms.clientOn(wan, public[2], ms.caBundle(), "rooms", "-rooms", "4", "-per-room", "2", "-prefix", "nat")
+		c := ms.clientOn(wan, public[2], "rooms", "-rooms", "4", "-per-room", "2", "-prefix", "nat")
 		var identities []string
 		for m := c.next(120 * time.Second); m["event"] != "holding"; m = c.next(60 * time.Second) {
 			identities = append(identities, fmt.Sprint(m["identity"]))
@@ -86,7 +86,7 @@ func TestCloudNAT(t *testing.T) {
 		m1 := ms.m[0]
 		// machine 1 holds Redis: keep the room off it
 		ms.drain(0, public[0])
-		c := ms.clientOn(wan, public[0], ms.caBundle(), "failover", "-room", "nat-lost", "-n", "2")
+		c := ms.clientOn(wan, public[0], "failover", "-room", "nat-lost", "-n", "2")
 		c.next(90 * time.Second)
 		host := ms.roomMachine()["nat-lost"]
 		if host < 1 {

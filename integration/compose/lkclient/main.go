@@ -7,6 +7,7 @@
 //	lkclient -api http://caddy:80 -key KEY pubsub   -room R
 //	lkclient -api http://caddy:80 -key KEY rooms    -rooms 6 -per-room 2 -prefix c
 //	lkclient -api http://caddy:80 -key KEY failover -room R -n 2
+//	lkclient -api https://livekit.test -relay pubsub -room R   # TURN only
 //
 // Every join takes its token from POST /api/create-room (the endpoint of
 // docker/Caddyfile) and connects to the URL that answer names, as a real
@@ -33,6 +34,10 @@ import (
 var (
 	api = flag.String("api", "http://caddy:80", "the stack's Caddy, as seen inside its network")
 	key = flag.String("key", os.Getenv("CREATE_ROOM_KEY"), "Bearer key of /api/create-room")
+	// relay: ICE relay candidates only, as a client that reaches nothing but TCP 443 (the test
+	// also drops UDP in the client's network namespace): media goes through the TURN servers the
+	// room's node names, turns:<its TURN name>:443.
+	relay = flag.Bool("relay", false, "relay (TURN) ICE candidates only")
 )
 
 func main() {
@@ -116,11 +121,18 @@ func join(c created, cb *lksdk.RoomCallback, autoSubscribe bool) (*lksdk.Room, e
 	if cb == nil {
 		cb = lksdk.NewRoomCallback()
 	}
-	return lksdk.ConnectToRoomWithToken(c.URL, c.Token, cb, lksdk.WithAutoSubscribe(autoSubscribe))
+	opts := []lksdk.ConnectOption{lksdk.WithAutoSubscribe(autoSubscribe)}
+	if *relay {
+		opts = append(opts, lksdk.WithICETransportPolicy(webrtc.ICETransportPolicyRelay))
+	}
+	return lksdk.ConnectToRoomWithToken(c.URL, c.Token, cb, opts...)
 }
 
 // pubsub: alice publishes an Opus track with synthetic samples, bob joins
-// the same room and must receive it (OnTrackSubscribed).
+// the same room and must receive it (OnTrackSubscribed). The result names the
+// candidate pairs alice's publisher and bob's subscriber connection use, and
+// join_ms, alice's time from create-room to a published track whose media
+// flows (her publisher connection's pair selected).
 func pubsub(args []string) error {
 	fs := flag.NewFlagSet("pubsub", flag.ExitOnError)
 	room := fs.String("room", "pubsub", "room name")
@@ -145,6 +157,11 @@ func pubsub(args []string) error {
 	if err != nil {
 		return fmt.Errorf("alice publishes: %w", err)
 	}
+	alicePair, err := selectedPair(alice.LocalParticipant.GetPublisherPeerConnection(), *timeout)
+	if err != nil {
+		return fmt.Errorf("alice's publisher connection: %w", err)
+	}
+	joinMS := time.Since(start).Milliseconds()
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() { // 20 ms Opus frames of silence, so the track carries media
@@ -180,9 +197,15 @@ func pubsub(args []string) error {
 	defer bob.Disconnect()
 	select {
 	case s := <-got:
+		subscribeMS, totalMS := time.Since(bobJoin).Milliseconds(), time.Since(start).Milliseconds()
+		bobPair, err := selectedPair(bob.LocalParticipant.GetSubscriberPeerConnection(), *timeout)
+		if err != nil {
+			return fmt.Errorf("bob's subscriber connection: %w", err)
+		}
 		emit(map[string]any{"event": "subscribed", "ok": true, "url": ca.URL, "publisher": "alice",
-			"subscriber": "bob", "published_sid": pub.SID(), "received": s,
-			"subscribe_ms": time.Since(bobJoin).Milliseconds(), "total_ms": time.Since(start).Milliseconds()})
+			"subscriber": "bob", "published_sid": pub.SID(), "received": s, "relay_only": *relay,
+			"alice_pair": alicePair, "bob_pair": bobPair, "join_ms": joinMS,
+			"subscribe_ms": subscribeMS, "total_ms": totalMS})
 		return nil
 	case <-time.After(*timeout):
 		return fmt.Errorf("bob did not receive alice's track %s within %s", pub.SID(), *timeout)

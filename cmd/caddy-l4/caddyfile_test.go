@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden JSON in docker/testdata")
+
+// turnEnv is what deploy.sh gives the Caddy of the second of three machines with TURN=on: its own
+// functions (docker/deploy/env.sh) compute it, so the rule that names each node's TURN name and
+// route lives in one place.
+func turnEnv(t *testing.T, tls, certs string) map[string]string {
+	t.Helper()
+	script := `root=$PWD; log() { :; }; die() { echo "$*" >&2; exit 1; }
+. docker/deploy/env.sh
+parse_addresses
+host_env
+printf '%s\0' "$CADDY_SITE" "$TURN_ROUTES" "$TURN_CERT_NAMES" "$TURN_DOMAIN"`
+	cmd := exec.Command("bash", "-c", script)
+	cmd.Dir = filepath.Join("..", "..")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "NODES=10.0.0.11,10.0.0.12,10.0.0.13", "THIS_NODE=10.0.0.12",
+		"DOMAIN=livekit.example.com", "TLS=" + tls, "TURN=on", "TURN_CERTS=" + certs,
+		"TLS_CERT_FILE=/dev/null", "TLS_KEY_FILE=/dev/null"}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("docker/deploy/env.sh: %v: %s", err, stderr.Bytes())
+	}
+	v := strings.Split(string(out), "\x00")
+	if len(v) != 5 {
+		t.Fatalf("docker/deploy/env.sh printed %q", out)
+	}
+	return map[string]string{"DOMAIN": v[0], "TURN_ROUTES": v[1], "TURN_CERT_NAMES": v[2], "TURN_DOMAIN": v[3]}
+}
+
+// docker/Caddyfile with TURN=on adapts, in every TLS mode, to the JSON in docker/testdata: one
+// :443 listener whose layer4 wrapper sends each node's TURN name, TLS terminated, to that node's
+// TURN port and everything else on to the tls wrapper and the HTTP app; the TURN names are sites
+// only so that their certificates are managed. (TURN=off is the root module's
+// TestDockerCaddyfileTLSModes: the same file, without caddy-l4.)
+func TestDockerCaddyfileTURN(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "..", "docker", "Caddyfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ tls, certs, golden string }{
+		{"internal", "all", "Caddyfile.turn-internal.json"},
+		{"files", "all", "Caddyfile.turn-files.json"},
+		{"auto", "own", "Caddyfile.turn-auto-own.json"},
+	} {
+		t.Run(c.tls+"-"+c.certs, func(t *testing.T) {
+			env := turnEnv(t, c.tls, c.certs)
+			wantDomain := "turn-2.livekit.example.com"
+			if env["TURN_DOMAIN"] != wantDomain {
+				t.Errorf("this node's TURN name %q, want %q", env["TURN_DOMAIN"], wantDomain)
+			}
+			for k, v := range env {
+				t.Setenv(k, v)
+			}
+			t.Setenv("TLS", c.tls)
+			t.Setenv("TURN", "on")
+			for _, v := range []string{"REDIS_HOST", "REDIS_PORT", "LOAD_MEASURE"} {
+				t.Setenv(v, "")
+				os.Unsetenv(v)
+			}
+			out, warns, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, map[string]any{"filename": "Caddyfile"})
+			for _, w := range warns {
+				t.Logf("warning: %s", w.String())
+			}
+			if err != nil {
+				t.Fatalf("adapt: %v", err)
+			}
+			checkGolden(t, out, filepath.Join("..", "..", "docker", "testdata", c.golden))
+		})
+	}
+}
+
+// checkGolden compares adapted JSON with the golden file (rewritten with -update).
+func checkGolden(t *testing.T, out []byte, golden string) {
+	t.Helper()
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, out, "", "\t"); err != nil {
+		t.Fatal(err)
+	}
+	pretty.WriteByte('\n')
+	if *update {
+		if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run: go test . -run TURN -update)", err)
+	}
+	if !bytes.Equal(pretty.Bytes(), want) {
+		t.Fatalf("adapts to\n%s\nwant (%s)\n%s", pretty.String(), golden, want)
+	}
+}
