@@ -48,9 +48,12 @@ type NodesView struct {
 type NodeView struct {
 	ID       string  `json:"id"`
 	Dial     string  `json:"dial"`
+	Region   string  `json:"region"`
 	State    string  `json:"state"`
 	Routable bool    `json:"routable"`
 	Drained  bool    `json:"drained"`
+	Full     bool    `json:"full"`      // at a capacity limit (max_rooms ...)
+	NewRooms bool    `json:"new_rooms"` // takes new rooms
 	StatsAge float64 `json:"stats_age_seconds"`
 	Rooms    int     `json:"rooms"`
 }

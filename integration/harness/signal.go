@@ -3,6 +3,8 @@ package harness
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"net/url"
 	"strconv"
 	"time"
@@ -28,13 +30,24 @@ type SignalJoined struct {
 // LiveKit's JoinResponse and leaves. It is a join without WebRTC: hundreds
 // of them are cheap. It gives up after timeout.
 func RawJoin(ctx context.Context, base, token, query string, timeout time.Duration) (SignalJoined, error) {
+	return RawJoinFrom(ctx, "", nil, base, token, query, timeout)
+}
+
+// RawJoinFrom is RawJoin from the source IP from ("": any) with header
+// added to the upgrade request, as a client behind an edge proxy (Caddy's
+// trusted_proxies) would arrive.
+func RawJoinFrom(ctx context.Context, from string, header http.Header, base, token, query string, timeout time.Duration) (SignalJoined, error) {
 	var res SignalJoined
 	u := base + "/rtc?access_token=" + url.QueryEscape(token) + query
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	d := websocket.Dialer{HandshakeTimeout: timeout}
+	if from != "" {
+		nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		d.NetDialContext = nd.DialContext
+	}
 	start := time.Now()
-	conn, resp, err := d.DialContext(ctx, u, nil)
+	conn, resp, err := d.DialContext(ctx, u, header)
 	res.Upgrade = time.Since(start)
 	if err != nil {
 		if resp != nil {

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"sort"
 	"strings"
 	"testing"
@@ -176,4 +177,13 @@ func (s *Stack) NodeState(id string) (livekit.NodeState, bool) {
 		return 0, false
 	}
 	return nodes[id].GetState(), true
+}
+
+// Livekit runs `caddy livekit ARGS` (status, drain NODE, ...) of the Caddy
+// under test against the stack's Redis, and returns its combined output.
+func (s *Stack) Livekit(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(CaddyBinary(t), append([]string{"livekit", "--redis", s.Redis.Addr(), "--allow-networks", "127.0.0.0/8"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }

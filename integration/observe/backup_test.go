@@ -22,11 +22,11 @@ import (
 func TestBackupRestoreRoundTrip(t *testing.T) {
 	s := start(t)
 	harness.Join(t, s.proxy.WS(), "kept-room", "alice")
-	if out, err := s.livekitCmd(t, "drain", s.Nodes[1].IP()); err != nil { // a key of ours too
+	if out, err := s.Livekit(t, "drain", s.Nodes[1].IP()); err != nil { // a key of ours too
 		t.Fatalf("drain: %v %s", err, out)
 	}
 	file := filepath.Join(t.TempDir(), "livekit.backup")
-	out, err := s.livekitCmd(t, "backup", file)
+	out, err := s.Livekit(t, "backup", file)
 	if err != nil {
 		t.Fatalf("backup: %v %s", err, out)
 	}

@@ -103,11 +103,11 @@ func checkRoutingPastJunk(t *testing.T, s *stack) {
 // Caddy logged each junk entry once, its memory stays in proportion to the
 // entries, and the commands refuse a typo.
 func checkCommandsNameJunk(t *testing.T, s *stack) {
-	out, err := s.livekitCmd(t, "status")
+	out, err := s.Livekit(t, "status")
 	if err != nil || !strings.Contains(out, `PROBLEM: nodes entry "junk" ignored`) || !strings.Contains(out, `"ND_forged"`) {
 		t.Errorf("status does not name the junk entries (%v):\n%s", err, out)
 	}
-	out, err = s.livekitCmd(t, "verify", "--nodes", s.Nodes[0].IP()+","+s.Nodes[1].IP())
+	out, err = s.Livekit(t, "verify", "--nodes", s.Nodes[0].IP()+","+s.Nodes[1].IP())
 	if err == nil || !strings.Contains(out, `"ND_noid"`) {
 		t.Errorf("verify passes with junk in nodes (%v):\n%s", err, out)
 	}
@@ -125,7 +125,7 @@ func checkCommandsNameJunk(t *testing.T, s *stack) {
 		t.Logf("Caddy's heap with 20,000 entries in nodes: %d MiB", heap)
 	}
 	for _, args := range [][]string{{"bogus"}, {"drain", "ND_typo"}, {"drain", ""}, {}} {
-		if out, err := s.livekitCmd(t, args...); err == nil {
+		if out, err := s.Livekit(t, args...); err == nil {
 			t.Errorf("caddy livekit %q exited 0:\n%s", args, out)
 		}
 	}

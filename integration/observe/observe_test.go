@@ -6,7 +6,6 @@ package observe
 import (
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -50,13 +49,6 @@ func (s *stack) metric(t *testing.T, name string) float64 {
 	}
 	v, _ := strconv.ParseFloat(m[1], 64)
 	return v
-}
-
-func (s *stack) livekitCmd(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	cmd := exec.Command(harness.CaddyBinary(t), append([]string{"livekit", "--redis", s.Redis.Addr(), "--allow-networks", "127.0.0.0/8"}, args...)...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
 }
 
 func TestMetricsAndAdminAPI(t *testing.T) {
@@ -128,7 +120,7 @@ func TestCommands(t *testing.T) {
 	s := start(t)
 	harness.Join(t, s.proxy.WS(), "standup", "alice")
 
-	out, err := s.livekitCmd(t, "status")
+	out, err := s.Livekit(t, "status")
 	t.Logf("caddy livekit status:\n%s", out)
 	if err != nil {
 		t.Fatalf("status: %v\n%s", err, out)
@@ -139,7 +131,7 @@ func TestCommands(t *testing.T) {
 		}
 	}
 
-	out, err = s.livekitCmd(t, "rooms", "--json")
+	out, err = s.Livekit(t, "rooms", "--json")
 	var rooms struct{ Rooms []struct{ Room, Node string } }
 	if err != nil || json.Unmarshal([]byte(out), &rooms) != nil || len(rooms.Rooms) != 1 ||
 		rooms.Rooms[0].Room != "standup" || rooms.Rooms[0].Node != s.RoomNode("standup") {
@@ -147,12 +139,12 @@ func TestCommands(t *testing.T) {
 	}
 
 	ips := s.Nodes[0].IP() + "," + s.Nodes[1].IP()
-	if out, err := s.livekitCmd(t, "verify", "--nodes", ips); err != nil || !strings.HasPrefix(out, "OK") {
+	if out, err := s.Livekit(t, "verify", "--nodes", ips); err != nil || !strings.HasPrefix(out, "OK") {
 		t.Fatalf("verify on a healthy cluster: %v\n%s", err, out)
 	}
 
 	// drain node 1 by IP: new rooms through the proxy go to node 2 only
-	if out, err := s.livekitCmd(t, "drain", s.Nodes[0].IP()); err != nil {
+	if out, err := s.Livekit(t, "drain", s.Nodes[0].IP()); err != nil {
 		t.Fatalf("drain: %v %s", err, out)
 	}
 	time.Sleep(1500 * time.Millisecond) // one refresh of the proxy
@@ -163,15 +155,15 @@ func TestCommands(t *testing.T) {
 			t.Fatalf("%s placed on %s while node 1 is drained", room, got)
 		}
 	}
-	if out, _ := s.livekitCmd(t, "status"); !strings.Contains(out, "(drained)") {
+	if out, _ := s.Livekit(t, "status"); !strings.Contains(out, "(drained)") {
 		t.Errorf("status does not show the drain:\n%s", out)
 	}
-	if out, err := s.livekitCmd(t, "undrain", s.Nodes[0].IP()); err != nil {
+	if out, err := s.Livekit(t, "undrain", s.Nodes[0].IP()); err != nil {
 		t.Fatalf("undrain: %v %s", err, out)
 	}
 
 	s.Nodes[1].Kill()
-	out, err = s.livekitCmd(t, "verify", "--nodes", ips)
+	out, err = s.Livekit(t, "verify", "--nodes", ips)
 	t.Logf("caddy livekit verify with a killed node:\n%s", out)
 	if err == nil || !strings.Contains(out, "PROBLEM: node") || !strings.Contains(out, s.Nodes[1].IP()) {
 		t.Fatalf("verify with a killed node: %v\n%s", err, out)
