@@ -30,10 +30,11 @@ go test -run '^$' -bench . -benchtime 2000x ./cluster/ ./livekitlb/ ./tokenhandl
 
 step "integration tests (real redis-server, livekit-server, Caddy, server-sdk-go clients)"
 # the tests run in a private network namespace without the module proxy:
-# build our Caddy out here
+# build our Caddy out here, the deployment's (cmd/caddy-l4: the plugin and caddy-l4), which the
+# Docker tests below put in their image too (TestTURN splits 443 with caddy-l4's layer4)
 export CADDY_BIN="${CADDY_BIN:-$PWD/.cache/caddy}"
 mkdir -p "$(dirname "$CADDY_BIN")"
-go build -o "$CADDY_BIN" ./cmd/caddy
+(cd cmd/caddy-l4 && go build -o "$CADDY_BIN" .)
 # Redis outages of LKLB_OUTAGE_SECONDS (60 in a full run, see BENCHMARKS.md)
 export LKLB_OUTAGE_SECONDS="${LKLB_OUTAGE_SECONDS:-15}"
 (cd integration && go test -count=1 -timeout 25m ./...)

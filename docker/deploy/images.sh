@@ -99,6 +99,15 @@ ensure_images() {
 	[ ${#build[@]} -eq 0 ] || build_images "${build[@]}"
 }
 
+# need_layer4: with TURN=on, Caddy's config loads caddy-l4's layer4 listener wrapper; a Caddy
+# image built without it (CADDY_BIN from cmd/caddy, an xcaddy build of the plugin alone) would
+# restart forever, so say so before anything starts.
+need_layer4() {
+	[ "${TURN:-off}" = on ] || return 0
+	docker run --rm --entrypoint caddy "$CADDY_IMAGE" list-modules 2>/dev/null | grep -qx layer4 ||
+		die "TURN=on needs a Caddy with mholt/caddy-l4 (the layer4 module), and $CADDY_IMAGE has none: build it from cmd/caddy-l4 (docker/build-images.sh does by default; ./deploy.sh build), or set TURN=off"
+}
+
 # pull_stamp IMAGE: the file that records that IMAGE could not be pulled on this machine, in the
 # git-ignored .cache beside caddy_stamp; one per image asked for, so asking for another tag tries
 # the registry again.

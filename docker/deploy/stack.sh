@@ -121,6 +121,7 @@ cmd_deploy() {
 	old=$(running_mode)
 	[ "$mode" = host ] || check_ports "$old"
 	ensure_images
+	need_layer4
 	if [ -n "$old" ] && [ "$old" != "$mode" ]; then
 		log "switching $COMPOSE_PROJECT_NAME from $old to $mode; Redis' volume stays"
 	fi

@@ -27,7 +27,7 @@ import (
 // 127.0.0.1:PORT), FAKE_NETWORKS (its networks), FAKE_EXEC_FAIL (`docker exec` fails as Caddy does
 // without Redis), FAKE_IMAGES (a file listing the images that exist; unset: every image exists),
 // FAKE_PULL_HANG (`docker pull` never answers, as on a network that drops packets; otherwise it is
-// refused at once). `docker compose` is missing, so deploy.sh uses docker-compose.
+// refused at once), FAKE_NO_LAYER4 (the Caddy image was built without caddy-l4). `docker compose` is missing, so deploy.sh uses docker-compose.
 const fakeDocker = `#!/bin/sh
 printf 'docker %s\n' "$*" >>"$FAKE_LOG"
 case "$*" in
@@ -40,6 +40,10 @@ case "$*" in
 "pull "*)
 	[ -z "$FAKE_PULL_HANG" ] || exec sleep 20
 	exit 1
+	;;
+"run --rm --entrypoint caddy "*" list-modules")
+	echo http.handlers.livekit_lb
+	[ -n "$FAKE_NO_LAYER4" ] || echo layer4
 	;;
 "exec "*)
 	echo '{"level":"info","ts":1,"msg":"using config from file","file":"/etc/caddy/Caddyfile"}' >&2
@@ -123,7 +127,7 @@ func deployShIn(t *testing.T, dir, root, envFile string, vars []string, args ...
 	cmd.Dir = dir
 	cmd.Env = append([]string{"PATH=" + bin + ":" + os.Getenv("PATH"), "HOME=" + dir, "ENV_FILE=" + env,
 		"FAKE_LOG=" + log, "FAKE_SERVICES=", "FAKE_PUBLISHED=", "FAKE_LISTEN=", "FAKE_NETWORKS=", "FAKE_EXEC_FAIL=",
-		"FAKE_IMAGES=", "FAKE_PULL_HANG=", "DEPLOY_WAIT=1"}, vars...) // a deploy that gets past the checks fails fast
+		"FAKE_IMAGES=", "FAKE_PULL_HANG=", "FAKE_NO_LAYER4=", "DEPLOY_WAIT=1"}, vars...) // a deploy that gets past the checks fails fast
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	r := result{}
