@@ -79,6 +79,7 @@ load_env() {
 	else
 		bridge_env
 	fi
+	limits_env
 	NODES_CSV=$(IFS=,; echo "${nodes[*]}")
 	: "${ALLOW_NETWORKS:=$(allow_networks)}"
 	export ALLOW_NETWORKS
@@ -178,7 +179,65 @@ host_env() {
 	esac
 	export CADDY_SITE
 	turn_env
+	region_env
 	caddies=(caddy)
+}
+
+# region_env: regions (host networking). NODE_REGIONS is each node's region, in NODES' order:
+# LIVEKIT_REGION, this node's, goes into its livekit.yaml (`region:`, what it registers in Redis)
+# and is this machine's proxy's own region (LB_REGION). REGIONS lists where each region is, "name
+# lat lon, ..." as livekit.yaml's node_selector.regions; LB_REGIONS has it one per line for
+# docker/Caddyfile's `regions` block (LB_REGION_MODE=on imports it).
+region_env() {
+	LIVEKIT_REGION='' LB_REGION='' LB_REGIONS='' LB_REGION_MODE=off
+	export LIVEKIT_REGION LB_REGION LB_REGIONS LB_REGION_MODE
+	local i entry name lat lon extra listed=" " names=() entries=() list=${REGIONS:-} own=${NODE_REGIONS:-}
+	if [ -z "${own//[[:space:],]/}" ]; then
+		[ -z "${list//[[:space:],]/}" ] || die "REGIONS needs NODE_REGIONS, each node's region in NODES' order"
+		return 0
+	fi
+	[ -n "${list//[[:space:],]/}" ] || die "NODE_REGIONS needs REGIONS, where each region is: name lat lon, ... (as livekit.yaml's node_selector.regions)"
+	IFS=, read -r -a entries <<<"$list,"
+	for entry in "${entries[@]}"; do
+		read -r name lat lon extra <<<"$entry" || true
+		[ -n "$name" ] || continue
+		[ -n "$lon" ] && [ -z "$extra" ] || die "REGIONS: '$entry' is not: name lat lon"
+		region_name "$name" REGIONS
+		[[ $lat =~ ^-?[0-9]{1,2}(\.[0-9]+)?$ ]] && [[ $lon =~ ^-?[0-9]{1,3}(\.[0-9]+)?$ ]] &&
+			awk -v a="$lat" -v o="$lon" 'BEGIN { exit !(a >= -90 && a <= 90 && o >= -180 && o <= 180) }' ||
+			die "REGIONS: $name at '$lat $lon': latitude -90..90, longitude -180..180, in degrees (31.23 121.47)"
+		[[ $listed != *" $name "* ]] || die "REGIONS: $name is listed twice"
+		listed+="$name "
+		LB_REGIONS+="$name $lat $lon"$'\n'
+	done
+	IFS=, read -r -a names <<<"$own,"
+	[ ${#names[@]} = ${#nodes[@]} ] ||
+		die "NODE_REGIONS has ${#names[@]} entries and NODES ${#nodes[@]}: give each node its region, in NODES' order"
+	for i in "${!nodes[@]}"; do
+		name=${names[i]:-}
+		name=${name#"${name%%[![:space:]]*}"} name=${name%"${name##*[![:space:]]}"}
+		[ -n "$name" ] || die "NODE_REGIONS: node ${nodes[i]} has no region: give each node its region"
+		region_name "$name" NODE_REGIONS
+		[[ $listed == *" $name "* ]] || die "NODE_REGIONS: region $name (node ${nodes[i]}) is not in REGIONS: add it with its lat lon"
+		[ "${nodes[i]}" != "$THIS_NODE" ] || LIVEKIT_REGION=$name
+	done
+	LB_REGION=$LIVEKIT_REGION LB_REGION_MODE=on
+}
+
+# region_name NAME SETTING: NAME can be a region: as LiveKit's config and Redis carry it, and one
+# word in the Caddyfile.
+region_name() {
+	[[ $1 =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]] ||
+		die "$2: '$1' is not a region name (letters, digits, . _ -, at most 64)"
+}
+
+# limits_env: the proxies' capacity limits (every mode): a node at one takes no new room.
+limits_env() {
+	: "${SYSLOAD_LIMIT:=0}" "${MAX_ROOMS:=0}" "${MAX_CLIENTS:=0}"
+	[[ $SYSLOAD_LIMIT =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "SYSLOAD_LIMIT: '$SYSLOAD_LIMIT' is not a load per CPU such as 0.9 (0: no limit)"
+	[[ $MAX_ROOMS =~ ^[0-9]{1,9}$ ]] || die "MAX_ROOMS: '$MAX_ROOMS' is not a number (0: no limit)"
+	[[ $MAX_CLIENTS =~ ^[0-9]{1,9}$ ]] || die "MAX_CLIENTS: '$MAX_CLIENTS' is not a number (0: no limit)"
+	export SYSLOAD_LIMIT MAX_ROOMS MAX_CLIENTS
 }
 
 # nat_env: NODE_IP, the address this machine's LiveKit advertises (its public one behind 1:1 NAT),
@@ -248,6 +307,9 @@ bridge_env() {
 	[ "$TLS" = off ] || die "TLS=$TLS needs host networking: put this machine's address in NODES (docs/deploy.md)"
 	[ ${#public_ips[@]} = 0 ] || die "PUBLIC_IPS needs host networking: NODES must be the machines' own (private) addresses (docs/deploy.md)"
 	[ "${TURN:-off}" = off ] || die "TURN=$TURN needs host networking and TLS: put this machine's address in NODES (docs/deploy.md)"
+	local own=${NODE_REGIONS:-}
+	[ -z "${own//[[:space:],]/}" ] || die "NODE_REGIONS needs host networking, one machine per node: put this machine's address in NODES (docs/deploy.md)"
+	region_env
 	# Addresses of this machine's own LAN would be taken by containers: that is a NODES list meant for
 	# several machines, run on a machine that is not in it.
 	local lan

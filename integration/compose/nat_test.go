@@ -156,7 +156,7 @@ func (ms *machines) publicNetwork(t *testing.T) (string, []string) {
 
 // caddyStatus is `caddy livekit status --json` in s's proxy.
 func caddyStatus(t *testing.T, s *stack) (st struct {
-	Nodes []struct{ ID, IP, Dial string }
+	Nodes []struct{ ID, IP, Dial, Region string }
 }) {
 	t.Helper()
 	out := s.dockerExec("caddy", "caddy", "livekit", "status", "--json", "--config", "/etc/caddy/Caddyfile")
