@@ -101,21 +101,21 @@ func TestDockerCaddyfileTLSModes(t *testing.T) {
 	}
 }
 
-// docker/Caddyfile for the machine of a two-region deployment with capacity limits: deploy.sh's
-// own functions (docker/deploy/env.sh) turn .env's NODE_REGIONS, REGIONS and limits into the
-// proxy's environment, and both handlers get the regions, this proxy's region and the limits
-// (golden JSON in docker/testdata/Caddyfile.regions.json).
+// docker/Caddyfile for the machine of a two-region deployment with capacity limits and a GeoIP
+// database: deploy.sh's own functions (docker/deploy/env.sh) turn .env's NODE_REGIONS, REGIONS,
+// GEOIP_DB and limits into the proxy's environment, and both handlers get the regions, this
+// proxy's region, geoip_db and the limits (golden JSON in docker/testdata/Caddyfile.regions.json).
 func TestDockerCaddyfileRegions(t *testing.T) {
 	script := `root=$PWD; log() { :; }; die() { echo "$*" >&2; exit 1; }
 . docker/deploy/env.sh
 parse_addresses
 host_env
 limits_env
-printf '%s\0' "$LB_REGION_MODE" "$LB_REGION" "$LB_REGIONS" "$LIVEKIT_REGION" "$SYSLOAD_LIMIT" "$MAX_ROOMS" "$MAX_CLIENTS"`
+printf '%s\0' "$LB_REGION_MODE" "$LB_REGION" "$LB_REGIONS" "$LIVEKIT_REGION" "$SYSLOAD_LIMIT" "$MAX_ROOMS" "$MAX_CLIENTS" "$LB_GEOIP"`
 	cmd := exec.Command("bash", "-c", script)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "NODES=10.0.0.11,10.0.0.12,10.1.0.11,10.1.0.12", "THIS_NODE=10.1.0.11",
 		"NODE_REGIONS=shanghai,shanghai,frankfurt,frankfurt", "REGIONS=shanghai 31.23 121.47, frankfurt 50.11 8.68",
-		"SYSLOAD_LIMIT=0.9", "MAX_ROOMS=200", "DOMAIN=livekit.example.com", "TLS=internal"}
+		"SYSLOAD_LIMIT=0.9", "MAX_ROOMS=200", "DOMAIN=livekit.example.com", "TLS=internal", "GEOIP_DB=livekitlb/testdata/geo-test.mmdb"}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -123,13 +123,13 @@ printf '%s\0' "$LB_REGION_MODE" "$LB_REGION" "$LB_REGIONS" "$LIVEKIT_REGION" "$S
 		t.Fatalf("docker/deploy/env.sh: %v: %s", err, stderr.Bytes())
 	}
 	v := strings.Split(string(out), "\x00")
-	if len(v) != 8 {
+	if len(v) != 9 {
 		t.Fatalf("docker/deploy/env.sh printed %q", out)
 	}
 	if v[1] != "frankfurt" || v[3] != "frankfurt" {
 		t.Errorf("the proxy's region %q, its node's %q: want frankfurt, the region of THIS_NODE in NODE_REGIONS", v[1], v[3])
 	}
-	for i, k := range []string{"LB_REGION_MODE", "LB_REGION", "LB_REGIONS", "", "SYSLOAD_LIMIT", "MAX_ROOMS", "MAX_CLIENTS"} {
+	for i, k := range []string{"LB_REGION_MODE", "LB_REGION", "LB_REGIONS", "", "SYSLOAD_LIMIT", "MAX_ROOMS", "MAX_CLIENTS", "LB_GEOIP"} {
 		if k != "" {
 			t.Setenv(k, v[i])
 		}

@@ -57,6 +57,15 @@ const (
 //	    probe_interval   <duration>|off
 //	    probe_timeout    <duration>
 //	    load_measure     sysload|cpuload|rooms|clients
+//	    sysload_limit    <load per CPU>
+//	    max_rooms        <number>
+//	    max_clients      <number>
+//	    regions {
+//	        <name> <lat> <lon>
+//	    }
+//	    region           <name>
+//	    region_header    <header>
+//	    geoip_db         <file.mmdb>
 //	    api_key          <key>
 //	    api_secret       <secret>
 //	    verify           on|off

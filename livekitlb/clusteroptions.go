@@ -145,6 +145,10 @@ func (c *Cluster) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 		if !d.AllArgs(&c.RegionHeader) {
 			return true, d.ArgErr()
 		}
+	case "geoip_db":
+		if !d.AllArgs(&c.GeoIPDB) {
+			return true, d.ArgErr()
+		}
 	case "regions":
 		// regions {
 		//     <name> <lat> <lon>

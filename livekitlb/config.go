@@ -4,8 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -75,6 +77,14 @@ type Cluster struct {
 	// or the operator's edge sets it); honoured only on requests from
 	// Caddy's trusted_proxies, so a client cannot choose for itself.
 	RegionHeader string `json:"region_header,omitempty"`
+	// A MaxMind database (.mmdb with coordinates: GeoLite2-City,
+	// GeoIP2-City) that places a client by its address, Caddy's client_ip
+	// (behind trusted_proxies, the address they forward), when no trusted
+	// region_header says where it is. Read at provisioning: a config reload
+	// takes a new file.
+	GeoIPDB string `json:"geoip_db,omitempty"`
+
+	geo *geoDB // GeoIPDB, opened by Join
 
 	// The cluster's API key and secret (livekit.yaml's `keys`), usually
 	// {env.LIVEKIT_API_KEY} and {env.LIVEKIT_API_SECRET}: livekit_lb
@@ -88,18 +98,26 @@ type Cluster struct {
 // maxRegionHint bounds the region header's value: a region name or "lat,lon".
 const maxRegionHint = 64
 
-// Near is where the client of r is, from region_header: "" unless the
-// request came through one of Caddy's trusted_proxies (whose client_ip Caddy
-// trusts too), so a client cannot pick a region for itself.
+// Near is where the client of r is: region_header's value when the request
+// came through one of Caddy's trusted_proxies (so a client cannot pick a
+// region for itself), else its client_ip's place in geoip_db, else "".
 func (c Cluster) Near(r *http.Request) string {
-	if c.RegionHeader == "" {
+	if c.RegionHeader != "" {
+		v := strings.TrimSpace(r.Header.Get(c.RegionHeader))
+		if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted && v != "" && len(v) <= maxRegionHint {
+			return v
+		}
+	}
+	if c.geo == nil {
 		return ""
 	}
-	v := strings.TrimSpace(r.Header.Get(c.RegionHeader))
-	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); !trusted || len(v) > maxRegionHint {
+	// Caddy's client_ip: the peer, or behind trusted_proxies the client they name
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
 		return ""
 	}
-	return v
+	return c.geo.near(addr)
 }
 
 // Keys returns the API key and secret, placeholders resolved, or an error
@@ -168,12 +186,19 @@ func (c *Cluster) Join(ctx caddy.Context) (*cluster.Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	if path := caddy.NewReplacer().ReplaceAll(c.GeoIPDB, ""); path != "" {
+		if c.geo, err = openGeoDB(path, ctx.Logger()); err != nil {
+			return nil, err
+		}
+	}
 	k := key(cfg)
 	val, _, err := clusters.LoadOrNew(k, func() (caddy.Destructor, error) {
 		cl, err := cluster.Open(cfg, ctx.Logger().Named("cluster"), metricsObserver{})
 		return pooled{cl}, err
 	})
 	if err != nil {
+		_ = c.geo.close()
+		c.geo = nil
 		return nil, err
 	}
 	c.poolKey = k
@@ -182,12 +207,14 @@ func (c *Cluster) Join(ctx caddy.Context) (*cluster.Cluster, error) {
 
 // Cleanup leaves the shared cluster; the last module to leave closes it.
 func (c *Cluster) Cleanup() error {
+	geoErr := c.geo.close()
+	c.geo = nil
 	if c.poolKey == "" {
-		return nil
+		return geoErr
 	}
 	_, err := clusters.Delete(c.poolKey)
 	c.poolKey = ""
-	return err
+	return errors.Join(err, geoErr)
 }
 
 // Open connects to the cluster for a one-off look (`caddy livekit`): no

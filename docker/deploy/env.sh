@@ -189,11 +189,12 @@ host_env() {
 # lat lon, ..." as livekit.yaml's node_selector.regions; LB_REGIONS has it one per line for
 # docker/Caddyfile's `regions` block (LB_REGION_MODE=on imports it).
 region_env() {
-	LIVEKIT_REGION='' LB_REGION='' LB_REGIONS='' LB_REGION_MODE=off
-	export LIVEKIT_REGION LB_REGION LB_REGIONS LB_REGION_MODE
+	LIVEKIT_REGION='' LB_REGION='' LB_REGIONS='' LB_REGION_MODE=off LB_GEOIP=off
+	export LIVEKIT_REGION LB_REGION LB_REGIONS LB_REGION_MODE LB_GEOIP
 	local i entry name lat lon extra listed=" " names=() entries=() list=${REGIONS:-} own=${NODE_REGIONS:-}
 	if [ -z "${own//[[:space:],]/}" ]; then
 		[ -z "${list//[[:space:],]/}" ] || die "REGIONS needs NODE_REGIONS, each node's region in NODES' order"
+		[ -z "${GEOIP_DB:-}" ] || die "GEOIP_DB needs NODE_REGIONS and REGIONS: it places rooms in the region nearest their clients"
 		return 0
 	fi
 	[ -n "${list//[[:space:],]/}" ] || die "NODE_REGIONS needs REGIONS, where each region is: name lat lon, ... (as livekit.yaml's node_selector.regions)"
@@ -222,6 +223,13 @@ region_env() {
 		[ "${nodes[i]}" != "$THIS_NODE" ] || LIVEKIT_REGION=$name
 	done
 	LB_REGION=$LIVEKIT_REGION LB_REGION_MODE=on
+	# GEOIP_DB: a MaxMind City database on this machine; the proxy places a new room near its
+	# client's address (docker/Caddyfile's geoip_db, the file mounted at /etc/caddy/geoip.mmdb)
+	if [ -n "${GEOIP_DB:-}" ]; then
+		[ -f "$GEOIP_DB" ] && [ -r "$GEOIP_DB" ] || die "GEOIP_DB: '$GEOIP_DB' is not a readable file (a MaxMind City database, .mmdb)"
+		LB_GEOIP=on GEOIP_DB=$(cd "$(dirname "$GEOIP_DB")" && pwd)/$(basename "$GEOIP_DB")
+		export GEOIP_DB
+	fi
 }
 
 # region_name NAME SETTING: NAME can be a region: as LiveKit's config and Redis carry it, and one

@@ -2,22 +2,35 @@ package compose
 
 import (
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/maxmind/mmdbwriter/mmdbtype"
+
+	"github.com/livekit-lb/caddy-livekit/integration/harness"
 )
 
 // Two regions over three machines with one .env: machines 1 and 2 in east, machine 3 in west
 // (NODE_REGIONS beside NODES, REGIONS with their lat lon). Each LiveKit registers the region
 // deploy.sh wrote into its livekit.yaml; a room opened through a machine's proxy lands in that
-// machine's region, and its participants' WebSockets on its node; a known room stays on its node
-// when joined through the other region's proxy; a region with no node taking new rooms (drained)
-// spills over to the other.
+// machine's region, and its participants' WebSockets on its node, unless the GeoIP database
+// (GEOIP_DB) places its client nearer the other region; a known room stays on its node when joined
+// through the other region's proxy; a region with no node taking new rooms (drained) spills over
+// to the other.
 func TestRegionsDeploy(t *testing.T) {
 	ms := newMachines(t, 3)
 	ms.env.set("NODE_REGIONS", "east,east,west")
 	ms.env.set("REGIONS", "east 31.23 121.47, west 50.11 8.68")
+	// a MaxMind City database that places one client address (geoClient) in the west
+	geoClient := ms.env.prefix + ".200"
+	db := filepath.Join(t.TempDir(), "city.mmdb")
+	if err := harness.WriteGeoDB(db, map[string]mmdbtype.Map{geoClient + "/32": harness.GeoPlace(48.86, 2.35)}); err != nil {
+		t.Fatal(err)
+	}
+	ms.env.set("GEOIP_DB", db)
 	ms.setNodes(3)
 	for i, m := range ms.m {
 		if out := m.mustDeploySh("deploy"); !strings.Contains(out, "node "+ms.ips[i]+" is up") {
@@ -63,6 +76,19 @@ func TestRegionsDeploy(t *testing.T) {
 			} else if got := ws[room+"-p0"]; !reflect.DeepEqual(got, []int{host}) {
 				t.Errorf("%s is on machine %d (0-based); its participant's WebSocket on %v", room, host, got)
 			}
+		}
+	})
+	ms.in(t, "geoip", func(t *testing.T) {
+		// the client the database places in Paris opens a room through machine 1 (east)
+		opts := append([]string{"--network", ms.lan, "--ip", geoClient, "--add-host", "livekit.test:" + ms.ips[0]}, ms.trustOpts()...)
+		c := ms.m[0].runClient(opts, "https://livekit.test", "pubsub", "-room", "geo-paris")
+		r := c.next(90 * time.Second)
+		c.wait(30 * time.Second)
+		if r["ok"] != true {
+			t.Fatalf("geo-paris through machine 1: %v", r)
+		}
+		if host := ms.roomMachine()["geo-paris"]; host != 2 {
+			t.Errorf("geo-paris, opened through machine 1 (east) by a client the GeoIP database places in Paris, is on machine %d; want 3 (west)", host+1)
 		}
 	})
 	ms.in(t, "known-room", func(t *testing.T) {

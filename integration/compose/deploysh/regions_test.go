@@ -1,6 +1,8 @@
 package deploysh
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -23,8 +25,19 @@ func TestRegions(t *testing.T) {
 			}
 		}
 	}
+	// GEOIP_DB: the proxy places new rooms by their client's address (the file is mounted)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "city.mmdb")
+	if err := os.WriteFile(db, []byte("mmdb"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := deploySh(t, secrets+env+"THIS_NODE=10.0.0.11\nGEOIP_DB="+db+"\n", []string{"FAKE_SERVICES=livekit"}, "down")
+	if r.compose["LB_GEOIP"] != "on" || r.compose["GEOIP_DB"] != db {
+		t.Errorf("GEOIP_DB=%s: compose got LB_GEOIP=%q GEOIP_DB=%q (exit %d):\n%s", db, r.compose["LB_GEOIP"], r.compose["GEOIP_DB"], r.code, r.out)
+	}
+
 	// without regions: none given to LiveKit or the proxy; limits on a one-machine stack too
-	r := deploySh(t, secrets+"NODES=10.213.1.11\nSYSLOAD_LIMIT=0.8\n", []string{"FAKE_SERVICES=redis livekit1 caddy"}, "down")
+	r = deploySh(t, secrets+"NODES=10.213.1.11\nSYSLOAD_LIMIT=0.8\n", []string{"FAKE_SERVICES=redis livekit1 caddy"}, "down")
 	if r.compose["LB_REGION_MODE"] != "off" && r.compose["LB_REGION_MODE"] != "" || r.compose["SYSLOAD_LIMIT"] != "0.8" {
 		t.Errorf("single node: compose got LB_REGION_MODE=%q SYSLOAD_LIMIT=%q (exit %d):\n%s", r.compose["LB_REGION_MODE"], r.compose["SYSLOAD_LIMIT"], r.code, r.out)
 	}
@@ -41,6 +54,8 @@ func TestRegions(t *testing.T) {
 		{nodes + "NODE_REGIONS=a,a b,a\nREGIONS=a 1 2", "NODE_REGIONS: 'a b' is not a region name"},
 		{nodes + "NODE_REGIONS=a,a,a\nREGIONS=a 1 2\nMAX_ROOMS=ten", "MAX_ROOMS: 'ten' is not a number"},
 		{nodes + "SYSLOAD_LIMIT=-1", "SYSLOAD_LIMIT: '-1' is not a load per CPU"},
+		{nodes + "NODE_REGIONS=a,a,a\nREGIONS=a 1 2\nGEOIP_DB=/nonexistent/city.mmdb", "GEOIP_DB: '/nonexistent/city.mmdb' is not a readable file"},
+		{nodes + "GEOIP_DB=" + db, "GEOIP_DB needs NODE_REGIONS and REGIONS"},
 		// the one-machine stacks: one machine, one region
 		{"NODES=10.213.1.11\nNODE_REGIONS=a\nREGIONS=a 1 2\nTHIS_NODE=", "NODE_REGIONS needs host networking"},
 	} {

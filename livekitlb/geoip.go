@@ -1,0 +1,71 @@
+package livekitlb
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/oschwald/maxminddb-golang/v2"
+	"go.uber.org/zap"
+)
+
+// geoDB finds where a client is from its address, in a MaxMind database the
+// operator gives (geoip_db: GeoLite2-City, GeoIP2-City, or any MMDB whose
+// records carry location.latitude and location.longitude). Its contents are
+// outside input: a record with no or impossible coordinates is no answer.
+type geoDB struct {
+	r *maxminddb.Reader
+}
+
+// geoRecord is the part of a City record that places a client.
+type geoRecord struct {
+	Location struct {
+		Latitude  *float64 `maxminddb:"latitude"`
+		Longitude *float64 `maxminddb:"longitude"`
+	} `maxminddb:"location"`
+}
+
+// openGeoDB opens path, saying what it holds; a database type without
+// "City" in its name carries no coordinates (GeoLite2-Country, ASN), which
+// is logged, not refused: a custom MMDB may still have them.
+func openGeoDB(path string, log *zap.Logger) (*geoDB, error) {
+	r, err := maxminddb.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("geoip_db %s: %w", path, err)
+	}
+	m := r.Metadata
+	log.Info("geoip_db loaded", zap.String("file", path), zap.String("type", m.DatabaseType),
+		zap.Time("built", m.BuildTime()), zap.Uint("nodes", m.NodeCount))
+	if !strings.Contains(m.DatabaseType, "City") {
+		log.Warn("geoip_db is not a City database: clients are placed only where its records have location.latitude and location.longitude",
+			zap.String("file", path), zap.String("type", m.DatabaseType))
+	}
+	return &geoDB{r: r}, nil
+}
+
+// near is the client at addr as "lat,lon" (what region placement takes),
+// or "" when the database does not place it.
+func (g *geoDB) near(addr netip.Addr) string {
+	if g == nil || !addr.IsValid() {
+		return ""
+	}
+	var rec geoRecord
+	if err := g.r.Lookup(addr.Unmap()).Decode(&rec); err != nil {
+		return ""
+	}
+	lat, lon := rec.Location.Latitude, rec.Location.Longitude
+	if lat == nil || lon == nil || math.IsNaN(*lat) || math.IsNaN(*lon) ||
+		*lat < -90 || *lat > 90 || *lon < -180 || *lon > 180 {
+		return ""
+	}
+	return strconv.FormatFloat(*lat, 'f', -1, 64) + "," + strconv.FormatFloat(*lon, 'f', -1, 64)
+}
+
+func (g *geoDB) close() error {
+	if g == nil {
+		return nil
+	}
+	return g.r.Close()
+}
