@@ -158,7 +158,7 @@ type decision struct {
 // resolve reads room_node_map and, when the room has no live node, places it
 // with an atomic write so that no two writers can split a room (with place
 // unset, it leaves that to LiveKit).
-func (r *placer) resolve(ctx context.Context, room string, place bool, near string) (decision, error) {
+func (r *placer) resolve(ctx context.Context, room string, place bool, near func() string) (decision, error) {
 	cur, err := r.store.RoomNode(ctx, room)
 	if err != nil {
 		// Redis failed before the refresh loop noticed: an expired
@@ -235,7 +235,7 @@ func (r *placer) resolve(ctx context.Context, room string, place bool, near stri
 // must see the ones before it, or a burst lands on one node. A new room goes
 // to the region nearest to near with a node under the limits; full says
 // that nodes were there but all at a limit.
-func (r *placer) choose(snap *snapshot, room, cur, near string, now time.Time) (target *Node, full bool) {
+func (r *placer) choose(snap *snapshot, room, cur string, near func() string, now time.Time) (target *Node, full bool) {
 	r.placeMu.Lock()
 	defer r.placeMu.Unlock()
 	if cur == "" {
@@ -251,7 +251,7 @@ func (r *placer) choose(snap *snapshot, room, cur, near string, now time.Time) (
 	}
 	if target == nil {
 		open := func(n *Node) bool { return n.Placeable(now) && !r.limits.full(n, now, r.staleAfter) }
-		target = leastLoaded(snap.nodes, r.measure, now, r.staleAfter, r.regions.nearest(snap.nodes, near, open))
+		target = leastLoaded(snap.nodes, r.measure, now, r.staleAfter, r.regions.nearest(snap.nodes, near(), open))
 		if target == nil {
 			for _, n := range snap.nodes {
 				full = full || n.Placeable(now)

@@ -27,9 +27,21 @@ func Near(ctx context.Context, near string) context.Context {
 	return context.WithValue(ctx, nearKey{}, near)
 }
 
-func nearFrom(ctx context.Context) string {
-	s, _ := ctx.Value(nearKey{}).(string)
-	return s
+// NearBy is Near with the answer looked up only if a room is placed (a
+// GeoIP lookup that a known room's requests need not pay); near must be
+// safe to call more than once.
+func NearBy(ctx context.Context, near func() string) context.Context {
+	return context.WithValue(ctx, nearKey{}, near)
+}
+
+func nearFrom(ctx context.Context) func() string {
+	switch v := ctx.Value(nearKey{}).(type) {
+	case string:
+		return func() string { return v }
+	case func() string:
+		return v
+	}
+	return func() string { return "" }
 }
 
 // regions places new rooms in the region nearest to their client (or to the

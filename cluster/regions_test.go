@@ -65,6 +65,24 @@ func TestRegionPlacement(t *testing.T) {
 	}
 }
 
+// NearBy's lookup runs only when a room is placed: a known room's request
+// (from the cache or from Redis) never pays it.
+func TestNearByOnlyWhenPlacing(t *testing.T) {
+	f, c := regionCluster(t, "us-west", Limits{},
+		regionNode("ND_w1", "10.0.0.1", "us-west", 0.1, 0), regionNode("ND_s1", "10.0.0.4", "seoul", 0.5, 0))
+	calls := 0
+	seoul := func() string { calls++; return "seoul" }
+	n, o, err := c.Route(NearBy(context.Background(), seoul), "r1")
+	if err != nil || n.ID != "ND_s1" || o != OutcomePlaced || calls != 1 {
+		t.Fatalf("new room: %v %s %v after %d lookups, want ND_s1 placed after 1", n, o, err, calls)
+	}
+	for _, c := range []*Cluster{c, newTestCluster(t, f, c.cfg)} { // cached; then a proxy that must read Redis
+		if n, _, err := c.Route(NearBy(context.Background(), seoul), "r1"); err != nil || n.ID != "ND_s1" || calls != 1 {
+			t.Errorf("known room: %v %v, %d lookups in all, want ND_s1 and still 1", n, err, calls)
+		}
+	}
+}
+
 // Nodes of a region not listed are used only when no listed region has one
 // (as LiveKit); without regions, placement is by load alone.
 func TestRegionUnlisted(t *testing.T) {

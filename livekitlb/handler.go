@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -154,8 +155,9 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, room string, pla
 	if !place {
 		find = h.cluster.RouteUnverified
 	}
-	near := h.Near(r)
-	node, outcome, err := find(cluster.Near(r.Context(), near), room)
+	// where the client is: looked up (geoip_db) only if the room is placed, and then once
+	near := sync.OnceValue(func() string { return h.Near(r) })
+	node, outcome, err := find(cluster.NearBy(r.Context(), near), room)
 	if err != nil {
 		msg := refusal(err)
 		if c := h.logger.Check(zapcore.DebugLevel, "no route"); c != nil {

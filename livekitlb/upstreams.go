@@ -20,7 +20,7 @@ func init() {
 type route struct {
 	cluster *cluster.Cluster
 	room    string
-	near    string        // the client's region, for a room placed again
+	near    func() string // where the client is, for a room placed again
 	node    *cluster.Node // nil once every node failed
 	session *cluster.Session
 	// place: the room may be placed by the proxy (see Handler.target)
@@ -89,7 +89,7 @@ func (Upstreams) ResetCache(r *http.Request) error {
 		return errNoRoute
 	}
 	rt.session.Unbind() // the request moves: the failed node's end must not cancel it
-	node, outcome, err := rt.cluster.Reroute(cluster.Near(r.Context(), rt.near), rt.room, rt.node, rt.place)
+	node, outcome, err := rt.cluster.Reroute(cluster.NearBy(r.Context(), rt.near), rt.room, rt.node, rt.place)
 	if err != nil {
 		rt.node = nil
 		countRoute(cluster.OutcomeNoNode)
