@@ -10,6 +10,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -177,7 +178,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if herr != nil {
 		return h.fail(w, r, herr, "")
 	}
-	node, herr := h.createRoom(cluster.Near(r.Context(), h.Near(r)), req.RoomName)
+	// where the caller is: looked up (geoip_db) only if the room is new
+	near := sync.OnceValue(func() string { return h.Near(r) })
+	node, herr := h.createRoom(cluster.NearBy(r.Context(), near), req.RoomName)
 	if herr != nil {
 		return h.fail(w, r, herr, req.RoomName)
 	}
