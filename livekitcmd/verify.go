@@ -17,6 +17,7 @@ func verifyCommand() *cobra.Command {
 	f := verify.Flags()
 	f.String("nodes", os.Getenv("NODES"), "Comma-separated node IPs that must be registered and serving (default $NODES)")
 	f.String("public-ips", os.Getenv("PUBLIC_IPS"), "Comma-separated public addresses of --nodes behind 1:1 NAT, same order, empty for a node without (default $PUBLIC_IPS): each must be registered under it and dialled on its --nodes address")
+	f.String("regions", os.Getenv("NODE_REGIONS"), "Comma-separated regions of --nodes, same order (default $NODE_REGIONS): each must register its own (LiveKit's region:)")
 	f.String("machine", "", "This machine's name in the deployment records (its own record is not compared)")
 	f.String("digest", "", "This machine's configuration digest: a machine of --nodes recorded with another is a problem")
 	f.StringArray("create-room", nil, "Create-room endpoint URL to create a room at (key from $CREATE_ROOM_KEY), then validate a join with its token at the same origin's /rtc/validate; repeatable")
@@ -31,6 +32,7 @@ func verifyCmd(ctx context.Context, e *env) error {
 	flags := e.cmd.Flags()
 	want, _ := flags.GetString("nodes")
 	public, _ := flags.GetString("public-ips")
+	regions, _ := flags.GetString("regions")
 	machine, _ := flags.GetString("machine")
 	digest, _ := flags.GetString("digest")
 	endpoints, _ := flags.GetStringArray("create-room")
@@ -41,7 +43,7 @@ func verifyCmd(ctx context.Context, e *env) error {
 		return fmt.Errorf("--machine needs --digest")
 	}
 	nodes := splitList(want)
-	expected, err := expectedNodes(nodes, public)
+	expected, err := expectedNodes(nodes, public, regions)
 	if err != nil {
 		return err
 	}
@@ -100,27 +102,49 @@ func verifyCmd(ctx context.Context, e *env) error {
 }
 
 // Expected is a node of NODES as verify checks it: the address it registers
-// (its public one behind 1:1 NAT, else its NODES address) and the host the
-// proxy must dial, never the public one.
-type Expected struct{ Registers, Dials string }
+// (its public one behind 1:1 NAT, else its NODES address), the host the
+// proxy must dial, never the public one, and the region it must register
+// ("": not checked).
+type Expected struct{ Registers, Dials, Region string }
 
-// expectedNodes pairs NODES with PUBLIC_IPS (same order; an empty entry: no
-// NAT for that node).
-func expectedNodes(nodes []string, public string) ([]Expected, error) {
-	pub := strings.Split(public, ",")
-	if strings.TrimSpace(public) == "" {
-		pub = nil
-	} else if len(pub) != len(nodes) {
-		return nil, fmt.Errorf("--public-ips has %d entries and --nodes %d: give one per node, in the same order (empty for a node without NAT)", len(pub), len(nodes))
+// expectedNodes pairs NODES with PUBLIC_IPS (an empty entry: no NAT for that
+// node) and NODE_REGIONS, each in NODES' order.
+func expectedNodes(nodes []string, public, regions string) ([]Expected, error) {
+	pub, err := parallel("--public-ips", public, len(nodes), "empty for a node without NAT")
+	if err != nil {
+		return nil, err
+	}
+	reg, err := parallel("--regions", regions, len(nodes), "each node's region")
+	if err != nil {
+		return nil, err
 	}
 	out := make([]Expected, len(nodes))
 	for i, n := range nodes {
 		out[i] = Expected{Registers: n, Dials: n}
-		if pub != nil && strings.TrimSpace(pub[i]) != "" {
-			out[i].Registers = strings.TrimSpace(pub[i])
+		if pub != nil && pub[i] != "" {
+			out[i].Registers = pub[i]
+		}
+		if reg != nil {
+			out[i].Region = reg[i]
 		}
 	}
 	return out, nil
+}
+
+// parallel splits a list given beside --nodes, one entry per node, trimmed;
+// nil when it is empty.
+func parallel(flag, list string, n int, hint string) ([]string, error) {
+	if strings.Trim(list, " ,") == "" {
+		return nil, nil
+	}
+	v := strings.Split(list, ",")
+	if len(v) != n {
+		return nil, fmt.Errorf("%s has %d entries and --nodes %d: give one per node, in the same order (%s)", flag, len(v), n, hint)
+	}
+	for i := range v {
+		v[i] = strings.TrimSpace(v[i])
+	}
+	return v, nil
 }
 
 // Verify checks Redis and the nodes as an operator would before trusting
@@ -188,6 +212,9 @@ func Verify(ctx context.Context, reg *cluster.Cluster, want []Expected) []string
 			problems = append(problems, fmt.Sprintf("node %s from NODES is registered but not routable (state %s)", w.Registers, n.State))
 		case w.Registers != w.Dials && dialHost(n.Dial) != w.Dials:
 			problems = append(problems, fmt.Sprintf("node %s (%s) is dialled on %s, not on its NODES address %s (node_addresses)", w.Registers, n.ID, n.Dial, w.Dials))
+		case w.Region != "" && n.Region != w.Region:
+			problems = append(problems, fmt.Sprintf("node %s (%s) registers region %q and NODE_REGIONS gives it %q: deploy it again with this .env "+
+				"(the proxies place new rooms by the region a node registers)", w.Dials, n.ID, n.Region, w.Region))
 		}
 	}
 	return problems

@@ -169,6 +169,31 @@ func TestVerifyBehindNAT(t *testing.T) {
 	}
 }
 
+// With NODE_REGIONS, each node must register its region (its livekit.yaml's
+// region:): a node deployed from an older .env is named.
+func TestVerifyRegions(t *testing.T) {
+	t.Setenv("NODES", "")
+	t.Setenv("NODE_REGIONS", "")
+	r := startRedis(t)
+	east, none := lkNode("ND_east", "127.0.0.2", serving, 0), lkNode("ND_none", "127.0.0.3", serving, 0)
+	east.Region = "east"
+	r.register(t, east, none)
+	cfg := writeCaddyfile(t, r, map[string]string{"127.0.0.2": liveNodeOn(t, "127.0.0.2"), "127.0.0.3": liveNodeOn(t, "127.0.0.3")})
+	out, err := cli(t, "verify", "--config", cfg, "--nodes", "127.0.0.2,127.0.0.3", "--regions", "east, west")
+	want := `node 127.0.0.3 (ND_none) registers region "" and NODE_REGIONS gives it "west": deploy it again with this .env`
+	if got := problems(out); err == nil || len(got) != 1 || !strings.HasPrefix(got[0], want) {
+		t.Errorf("verify --regions: %v, want one problem %q:\n%s", err, want, out)
+	}
+	t.Setenv("NODE_REGIONS", "east,")
+	if out := mustCLI(t, "verify", "--config", cfg, "--nodes", "127.0.0.2,127.0.0.3"); len(problems(out)) != 0 {
+		t.Errorf("$NODE_REGIONS east and nothing to check for the second:\n%s", out)
+	}
+	if _, err := cli(t, "verify", "--config", cfg, "--nodes", "127.0.0.2,127.0.0.3", "--regions", "east"); err == nil ||
+		!strings.Contains(err.Error(), "--regions has 1 entries and --nodes 2") {
+		t.Errorf("--regions shorter than --nodes: %v", err)
+	}
+}
+
 // Redis without a password that listens beyond loopback is a problem.
 func TestLoopbackOnly(t *testing.T) {
 	for bind, want := range map[string]bool{

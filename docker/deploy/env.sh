@@ -187,9 +187,10 @@ host_env() {
 # LIVEKIT_REGION, this node's, goes into its livekit.yaml (`region:`, what it registers in Redis)
 # and is this machine's proxy's own region (LB_REGION). REGIONS lists where each region is, "name
 # lat lon, ..." as livekit.yaml's node_selector.regions; LB_REGIONS has it one per line for
-# docker/Caddyfile's `regions` block (LB_REGION_MODE=on imports it).
+# docker/Caddyfile's `regions` block (LB_REGION_MODE=on imports it); NODE_REGIONS_CSV, NODE_REGIONS
+# trimmed, for verify.
 region_env() {
-	LIVEKIT_REGION='' LB_REGION='' LB_REGIONS='' LB_REGION_MODE=off LB_GEOIP=off
+	LIVEKIT_REGION='' LB_REGION='' LB_REGIONS='' LB_REGION_MODE=off LB_GEOIP=off NODE_REGIONS_CSV=
 	export LIVEKIT_REGION LB_REGION LB_REGIONS LB_REGION_MODE LB_GEOIP
 	local i entry name lat lon extra listed=" " names=() entries=() list=${REGIONS:-} own=${NODE_REGIONS:-}
 	if [ -z "${own//[[:space:],]/}" ]; then
@@ -221,6 +222,7 @@ region_env() {
 		region_name "$name" NODE_REGIONS
 		[[ $listed == *" $name "* ]] || die "NODE_REGIONS: region $name (node ${nodes[i]}) is not in REGIONS: add it with its lat lon"
 		[ "${nodes[i]}" != "$THIS_NODE" ] || LIVEKIT_REGION=$name
+		NODE_REGIONS_CSV+="${NODE_REGIONS_CSV:+,}$name"
 	done
 	LB_REGION=$LIVEKIT_REGION LB_REGION_MODE=on
 	# GEOIP_DB: a MaxMind City database on this machine; the proxy places a new room near its

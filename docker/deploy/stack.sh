@@ -257,6 +257,7 @@ cmd_verify() {
 	# stdout has the PROBLEM lines; stderr Caddy's config-loading logs and the final error.
 	local errs args=(--nodes "$NODES_CSV") target_args site turn_checked
 	[ "$mode" != host ] || args+=(--public-ips "$PUBLIC_IPS_CSV" --machine "$THIS_NODE" --digest "$(config_digest)")
+	[ "${LB_REGION_MODE:-off}" != on ] || args+=(--regions "$NODE_REGIONS_CSV")
 	verify_targets
 	errs=$(mktemp)
 	if ! out=$(caddy_exec verify "${args[@]}" "${target_args[@]}" 2>"$errs"); then
@@ -276,6 +277,7 @@ cmd_verify() {
 	if [ "$mode" = host ]; then
 		local public=''
 		[ "$PUBLIC_IPS_CSV" = "$NODES_CSV" ] || public=" (public addresses $PUBLIC_IPS_CSV, dialled on the private ones)"
+		[ "${LB_REGION_MODE:-off}" != on ] || public+=" in regions $NODE_REGIONS_CSV"
 		echo "OK: Redis on $REDIS_HOST, nodes $NODES_CSV$public, create-room and joins through the caddy of $THIS_NODE ($site)${turn_checked:+, TURN over TLS on 443 for$turn_checked}"
 	else
 		echo "OK: Redis, nodes $NODES_CSV, create-room and joins through $site"

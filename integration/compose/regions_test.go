@@ -49,6 +49,9 @@ func TestRegionsDeploy(t *testing.T) {
 			}
 		}
 		t.Logf("deploy.sh status on machine 3:\n%s", ms.m[2].mustDeploySh("status"))
+		if out := ms.m[1].mustDeploySh("verify"); !strings.Contains(out, "in regions east,east,west") {
+			t.Errorf("deploy.sh verify on machine 2 (every node's region checked):\n%s", out)
+		}
 	})
 	// pubsub joins alice and bob to room through machine i's proxy; bob must receive alice's track.
 	pubsub := func(t *testing.T, i int, room string) int {
