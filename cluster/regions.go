@@ -81,12 +81,8 @@ func (r regions) origin(near string) (lat, lon float64, ok bool) {
 	if g, found := r.byName[near]; found {
 		return g.Lat, g.Lon, true
 	}
-	if la, lo, found := strings.Cut(near, ","); found {
-		lat, errLat := strconv.ParseFloat(strings.TrimSpace(la), 64)
-		lon, errLon := strconv.ParseFloat(strings.TrimSpace(lo), 64)
-		if errLat == nil && errLon == nil && lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180 {
-			return lat, lon, true
-		}
+	if lat, lon, ok := ParseLatLon(near); ok {
+		return lat, lon, true
 	}
 	if g, found := r.byName[r.own]; found {
 		return g.Lat, g.Lon, true
@@ -120,6 +116,21 @@ func (r regions) nearest(nodes []*Node, near string, ok func(*Node) bool) func(*
 		return ok // no listed region has a node: any node ok accepts
 	}
 	return func(n *Node) bool { return n.Region == best && ok(n) }
+}
+
+// ParseLatLon reads "lat,lon" in degrees, as a place a client is at; ok is
+// false for anything else, or a point that is not on Earth.
+func ParseLatLon(s string) (lat, lon float64, ok bool) {
+	la, lo, found := strings.Cut(s, ",")
+	if !found {
+		return 0, 0, false
+	}
+	lat, errLat := strconv.ParseFloat(strings.TrimSpace(la), 64)
+	lon, errLon := strconv.ParseFloat(strings.TrimSpace(lo), 64)
+	if errLat != nil || errLon != nil || !(lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180) {
+		return 0, 0, false
+	}
+	return lat, lon, true
 }
 
 // Distance is the great-circle distance in meters, as LiveKit's

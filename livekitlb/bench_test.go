@@ -43,7 +43,6 @@ func BenchmarkNearGeoIP(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer g.close()
 	c := Cluster{geo: g}
 	r := httptest.NewRequest("GET", "/rtc", nil)
 	r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "198.51.100.7"}))

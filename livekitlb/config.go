@@ -69,8 +69,9 @@ type Cluster struct {
 
 	// Regions in the shape of livekit.yaml's node_selector.regions (nodes
 	// carry theirs in `region:`), and this proxy's own. A new room goes to
-	// the region nearest its client (RegionHeader) or, unknown, to this
-	// proxy's, on a node under the limits; else to the nearest that has one.
+	// the region nearest its client (RegionHeader, else GeoIPDB) or, unknown,
+	// to this proxy's, on a node under the limits; else to the nearest that
+	// has one.
 	Regions []cluster.Region `json:"regions,omitempty"`
 	Region  string           `json:"region,omitempty"`
 	// Request header naming the client's region, or its "lat,lon" (a CDN's
@@ -80,11 +81,13 @@ type Cluster struct {
 	// A MaxMind database (.mmdb with coordinates: GeoLite2-City,
 	// GeoIP2-City) that places a client by its address, Caddy's client_ip
 	// (behind trusted_proxies, the address they forward), when no trusted
-	// region_header says where it is. Read at provisioning: a config reload
-	// takes a new file.
+	// region_header says where it is. Read into memory at provisioning: a
+	// replaced file is read at the next config load (`caddy reload --force`
+	// when the config itself did not change).
 	GeoIPDB string `json:"geoip_db,omitempty"`
 
-	geo *geoDB // GeoIPDB, opened by Join
+	geo    *geoDB // GeoIPDB, loaded by Join
+	geoKey string // its entry in geoDBs, given back by Cleanup
 
 	// The cluster's API key and secret (livekit.yaml's `keys`), usually
 	// {env.LIVEKIT_API_KEY} and {env.LIVEKIT_API_SECRET}: livekit_lb
@@ -100,11 +103,12 @@ const maxRegionHint = 64
 
 // Near is where the client of r is: region_header's value when the request
 // came through one of Caddy's trusted_proxies (so a client cannot pick a
-// region for itself), else its client_ip's place in geoip_db, else "".
+// region for itself) and it names a listed region or a lat,lon; else its
+// client_ip's place in geoip_db; else "".
 func (c Cluster) Near(r *http.Request) string {
 	if c.RegionHeader != "" {
 		v := strings.TrimSpace(r.Header.Get(c.RegionHeader))
-		if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted && v != "" && len(v) <= maxRegionHint {
+		if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted && len(v) <= maxRegionHint && c.place(v) {
 			return v
 		}
 	}
@@ -118,6 +122,17 @@ func (c Cluster) Near(r *http.Request) string {
 		return ""
 	}
 	return c.geo.near(addr)
+}
+
+// place: v names a region of Regions, or is a lat,lon on Earth.
+func (c Cluster) place(v string) bool {
+	for _, g := range c.Regions {
+		if g.Name == v {
+			return true
+		}
+	}
+	_, _, ok := cluster.ParseLatLon(v)
+	return ok
 }
 
 // Keys returns the API key and secret, placeholders resolved, or an error
@@ -187,7 +202,7 @@ func (c *Cluster) Join(ctx caddy.Context) (*cluster.Cluster, error) {
 		return nil, err
 	}
 	if path := caddy.NewReplacer().ReplaceAll(c.GeoIPDB, ""); path != "" {
-		if c.geo, err = openGeoDB(path, ctx.Logger()); err != nil {
+		if c.geo, c.geoKey, err = loadGeoDB(path, ctx.Logger()); err != nil {
 			return nil, err
 		}
 	}
@@ -197,18 +212,21 @@ func (c *Cluster) Join(ctx caddy.Context) (*cluster.Cluster, error) {
 		return pooled{cl}, err
 	})
 	if err != nil {
-		_ = c.geo.close()
-		c.geo = nil
-		return nil, err
+		return nil, err // Caddy cleans up a module that fails to provision
 	}
 	c.poolKey = k
 	return val.(pooled).Cluster, nil
 }
 
 // Cleanup leaves the shared cluster; the last module to leave closes it.
+// A request still in flight may keep using the GeoIP copy: it is memory,
+// freed once nothing holds it.
 func (c *Cluster) Cleanup() error {
-	geoErr := c.geo.close()
-	c.geo = nil
+	var geoErr error
+	if c.geoKey != "" {
+		_, geoErr = geoDBs.Delete(c.geoKey)
+		c.geoKey = ""
+	}
 	if c.poolKey == "" {
 		return geoErr
 	}

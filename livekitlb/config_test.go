@@ -40,7 +40,7 @@ func TestAllowNetworksFromOnePlaceholder(t *testing.T) {
 // The region header counts only on requests from Caddy's trusted_proxies:
 // a client cannot choose where its room goes.
 func TestNearOnlyFromTrustedProxies(t *testing.T) {
-	c := Cluster{RegionHeader: "X-Client-Region"}
+	c := Cluster{RegionHeader: "X-Client-Region", Regions: []cluster.Region{{Name: "seoul", Lat: 37.5665, Lon: 126.978}}}
 	req := func(trusted bool, v string) *http.Request {
 		r := httptest.NewRequest(http.MethodGet, "/rtc", nil)
 		r.Header.Set("X-Client-Region", v)
@@ -56,6 +56,7 @@ func TestNearOnlyFromTrustedProxies(t *testing.T) {
 		{true, " 37.5,126.9 ", "37.5,126.9"},
 		{false, "seoul", ""},
 		{true, strings.Repeat("x", maxRegionHint+1), ""},
+		{true, "atlantis", ""}, // neither a listed region nor a place
 	} {
 		if got := c.Near(req(tc.trusted, tc.value)); got != tc.want {
 			t.Errorf("trusted %v, %q: Near %q, want %q", tc.trusted, tc.value, got, tc.want)

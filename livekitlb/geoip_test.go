@@ -12,6 +12,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/oschwald/maxminddb-golang/v2"
+
+	"github.com/livekit-lb/caddy-livekit/cluster"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 )
@@ -27,8 +29,7 @@ func TestNearFromGeoIP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer g.close()
-	c := Cluster{RegionHeader: "X-Client-Region", geo: g}
+	c := Cluster{RegionHeader: "X-Client-Region", geo: g, Regions: []cluster.Region{{Name: "us-west", Lat: 37.6, Lon: -120.9}}}
 	req := func(clientIP string, trusted bool, header string) *http.Request {
 		r := httptest.NewRequest(http.MethodGet, "/rtc", nil)
 		if header != "" {
@@ -54,6 +55,8 @@ func TestNearFromGeoIP(t *testing.T) {
 		{"not-an-ip", false, "", ""},
 		{"198.51.100.7", false, "us-west", "37.5665,126.978"}, // a client's own header: ignored
 		{"198.51.100.7", true, "us-west", "us-west"},          // a trusted edge's header wins
+		{"198.51.100.7", true, "1.5,2.5", "1.5,2.5"},          // a place too
+		{"198.51.100.7", true, "CN", "37.5665,126.978"},       // no region, no place: the address says
 		{"198.51.100.7", true, strings.Repeat("x", maxRegionHint+1), "37.5665,126.978"},
 	} {
 		if got := c.Near(req(tc.ip, tc.trusted, tc.header)); got != tc.want {
@@ -76,16 +79,56 @@ func TestGeoIPDBOpen(t *testing.T) {
 		}
 	}
 	core, logs := observer.New(zap.InfoLevel)
-	g, err := openGeoDB(geoTestDB, zap.New(core))
-	if err != nil {
+	if _, err := openGeoDB(geoTestDB, zap.New(core)); err != nil {
 		t.Fatal(err)
 	}
-	g.close()
 	if n := logs.FilterMessage("geoip_db loaded").Len(); n != 1 {
 		t.Errorf("want one 'geoip_db loaded' line, got %d: %v", n, logs.All())
 	}
 	if n := logs.FilterMessageSnippet("not a City database").Len(); n != 0 {
 		t.Errorf("a City database got a warning: %v", logs.All())
+	}
+}
+
+// The modules of a config share one copy of a file, and a later load
+// (a reload) after the file was replaced reads the new one; the copy a
+// request holds stays usable after every module gave it back.
+func TestGeoIPDBShared(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "city.mmdb")
+	seed, err := os.ReadFile(geoTestDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, seed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, keyA, err := loadGeoDB(path, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, keyB, err := loadGeoDB(path, zap.NewNop())
+	if err != nil || a != b || keyA != keyB {
+		t.Fatalf("two modules, one file: %p %p %v", a, b, err)
+	}
+	// replaced by rename, as geoipupdate does: another size and time
+	next := path + ".new"
+	if err := os.WriteFile(next, append(append([]byte{}, seed...), 0), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(next, path); err != nil {
+		t.Fatal(err)
+	}
+	c, keyC, err := loadGeoDB(path, zap.NewNop())
+	if err != nil || c == a || keyC == keyA {
+		t.Fatalf("after the file was replaced: the old copy again (%v)", err)
+	}
+	for _, k := range []string{keyA, keyB, keyC} {
+		if _, err := geoDBs.Delete(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := a.near(netip.MustParseAddr("198.51.100.7")); got != "37.5665,126.978" {
+		t.Errorf("a copy given back, still held by a request: %q", got)
 	}
 }
 

@@ -195,7 +195,7 @@ region_env() {
 	local i entry name lat lon extra listed=" " names=() entries=() list=${REGIONS:-} own=${NODE_REGIONS:-}
 	if [ -z "${own//[[:space:],]/}" ]; then
 		[ -z "${list//[[:space:],]/}" ] || die "REGIONS needs NODE_REGIONS, each node's region in NODES' order"
-		[ -z "${GEOIP_DB:-}" ] || die "GEOIP_DB needs NODE_REGIONS and REGIONS: it places rooms in the region nearest their clients"
+		[ -z "${GEOIP_DB:-}" ] || [ "${mode:-}" != host ] || die "GEOIP_DB needs NODE_REGIONS and REGIONS: it places rooms in the region nearest their clients"
 		return 0
 	fi
 	[ -n "${list//[[:space:],]/}" ] || die "NODE_REGIONS needs REGIONS, where each region is: name lat lon, ... (as livekit.yaml's node_selector.regions)"
@@ -212,6 +212,7 @@ region_env() {
 		listed+="$name "
 		LB_REGIONS+="$name $lat $lon"$'\n'
 	done
+	own=${own%"${own##*[![:space:],]}"} # a trailing comma (as NODES allows)
 	IFS=, read -r -a names <<<"$own,"
 	[ ${#names[@]} = ${#nodes[@]} ] ||
 		die "NODE_REGIONS has ${#names[@]} entries and NODES ${#nodes[@]}: give each node its region, in NODES' order"
@@ -227,10 +228,17 @@ region_env() {
 	LB_REGION=$LIVEKIT_REGION LB_REGION_MODE=on
 	# GEOIP_DB: a MaxMind City database on this machine; the proxy places a new room near its
 	# client's address (docker/Caddyfile's geoip_db, the file mounted at /etc/caddy/geoip.mmdb)
+	# (a file that is no MaxMind database would stop the proxy from starting: refused here). A
+	# changed file (GEOIP_DB_STAMP) recreates the proxy at the next deploy, which reads it again.
 	if [ -n "${GEOIP_DB:-}" ]; then
 		[ -f "$GEOIP_DB" ] && [ -r "$GEOIP_DB" ] || die "GEOIP_DB: '$GEOIP_DB' is not a readable file (a MaxMind City database, .mmdb)"
+		[[ $GEOIP_DB != *:* ]] || die "GEOIP_DB: '$GEOIP_DB': a path with ':' cannot be mounted; move the file"
+		# the metadata marker every MMDB ends with (in its last 128 KiB)
+		tail -c 131072 "$GEOIP_DB" | LC_ALL=C grep -qaF $'\xab\xcd\xefMaxMind.com' ||
+			die "GEOIP_DB: '$GEOIP_DB' is not a MaxMind database (.mmdb; a download ending in .tar.gz holds one: unpack it)"
 		LB_GEOIP=on GEOIP_DB=$(cd "$(dirname "$GEOIP_DB")" && pwd)/$(basename "$GEOIP_DB")
-		export GEOIP_DB
+		GEOIP_DB_STAMP=$(stat -Lc '%i-%s-%Y' "$GEOIP_DB")
+		export GEOIP_DB GEOIP_DB_STAMP
 	fi
 }
 
@@ -318,7 +326,7 @@ bridge_env() {
 	[ ${#public_ips[@]} = 0 ] || die "PUBLIC_IPS needs host networking: NODES must be the machines' own (private) addresses (docs/deploy.md)"
 	[ "${TURN:-off}" = off ] || die "TURN=$TURN needs host networking and TLS: put this machine's address in NODES (docs/deploy.md)"
 	local own=${NODE_REGIONS:-}
-	[ -z "${own//[[:space:],]/}" ] || die "NODE_REGIONS needs host networking, one machine per node: put this machine's address in NODES (docs/deploy.md)"
+	[ -z "${own//[[:space:],]/}${GEOIP_DB:-}" ] || die "NODE_REGIONS and GEOIP_DB need host networking, one machine per node: put this machine's address in NODES (docs/deploy.md)"
 	region_env
 	# Addresses of this machine's own LAN would be taken by containers: that is a NODES list meant for
 	# several machines, run on a machine that is not in it.

@@ -28,12 +28,25 @@ func TestRegions(t *testing.T) {
 	// GEOIP_DB: the proxy places new rooms by their client's address (the file is mounted)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "city.mmdb")
-	if err := os.WriteFile(db, []byte("mmdb"), 0o644); err != nil {
+	mmdb, err := os.ReadFile(filepath.Join(repoRoot(t), "livekitlb", "testdata", "geo-test.mmdb"))
+	if err != nil {
 		t.Fatal(err)
 	}
+	notDB := filepath.Join(dir, "GeoLite2-City.tar.gz")
+	for f, b := range map[string][]byte{db: mmdb, notDB: []byte("\x1f\x8b not a database")} {
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	r := deploySh(t, secrets+env+"THIS_NODE=10.0.0.11\nGEOIP_DB="+db+"\n", []string{"FAKE_SERVICES=livekit"}, "down")
-	if r.compose["LB_GEOIP"] != "on" || r.compose["GEOIP_DB"] != db {
-		t.Errorf("GEOIP_DB=%s: compose got LB_GEOIP=%q GEOIP_DB=%q (exit %d):\n%s", db, r.compose["LB_GEOIP"], r.compose["GEOIP_DB"], r.code, r.out)
+	if r.compose["LB_GEOIP"] != "on" || r.compose["GEOIP_DB"] != db || r.compose["GEOIP_DB_STAMP"] == "" {
+		t.Errorf("GEOIP_DB=%s: compose got LB_GEOIP=%q GEOIP_DB=%q GEOIP_DB_STAMP=%q (exit %d):\n%s", db,
+			r.compose["LB_GEOIP"], r.compose["GEOIP_DB"], r.compose["GEOIP_DB_STAMP"], r.code, r.out)
+	}
+	// NODE_REGIONS with a trailing comma, as NODES may have
+	r = deploySh(t, secrets+strings.Replace(env, "frankfurt\n", "frankfurt,\n", 1)+"THIS_NODE=10.1.0.11\n", []string{"FAKE_SERVICES=livekit"}, "down")
+	if r.compose["LIVEKIT_REGION"] != "frankfurt" {
+		t.Errorf("NODE_REGIONS with a trailing comma: exit %d, LIVEKIT_REGION %q:\n%s", r.code, r.compose["LIVEKIT_REGION"], r.out)
 	}
 
 	// without regions: none given to LiveKit or the proxy; limits on a one-machine stack too
@@ -56,8 +69,10 @@ func TestRegions(t *testing.T) {
 		{nodes + "SYSLOAD_LIMIT=-1", "SYSLOAD_LIMIT: '-1' is not a load per CPU"},
 		{nodes + "NODE_REGIONS=a,a,a\nREGIONS=a 1 2\nGEOIP_DB=/nonexistent/city.mmdb", "GEOIP_DB: '/nonexistent/city.mmdb' is not a readable file"},
 		{nodes + "GEOIP_DB=" + db, "GEOIP_DB needs NODE_REGIONS and REGIONS"},
+		{nodes + "NODE_REGIONS=a,a,a\nREGIONS=a 1 2\nGEOIP_DB=" + notDB, "GEOIP_DB: '" + notDB + "' is not a MaxMind database"},
 		// the one-machine stacks: one machine, one region
-		{"NODES=10.213.1.11\nNODE_REGIONS=a\nREGIONS=a 1 2\nTHIS_NODE=", "NODE_REGIONS needs host networking"},
+		{"NODES=10.213.1.11\nNODE_REGIONS=a\nREGIONS=a 1 2\nTHIS_NODE=", "NODE_REGIONS and GEOIP_DB need host networking"},
+		{"NODES=10.213.1.11\nGEOIP_DB=" + db + "\nTHIS_NODE=", "NODE_REGIONS and GEOIP_DB need host networking"},
 	} {
 		for _, cmd := range []string{"deploy", "down"} {
 			env := secrets + c.env + "\n"
