@@ -1,11 +1,8 @@
 package caddylivekit
 
 import (
-	"bytes"
-	"encoding/json"
 	"flag"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	"github.com/livekit-lb/caddy-livekit/internal/golden"
 )
 
 func adapt(t *testing.T, caddyfile string) ([]byte, error) {
@@ -53,26 +52,7 @@ func TestCaddyfilesAdaptToGoldenJSON(t *testing.T) {
 }
 
 // checkGolden compares adapted JSON with the golden file (rewritten with -update).
-func checkGolden(t *testing.T, out []byte, golden string) {
-	t.Helper()
-	var pretty bytes.Buffer
-	if err := json.Indent(&pretty, out, "", "\t"); err != nil {
-		t.Fatal(err)
-	}
-	pretty.WriteByte('\n')
-	if *update {
-		if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run: go test . -run Golden -update)", err)
-	}
-	if !bytes.Equal(pretty.Bytes(), want) {
-		t.Fatalf("adapts to\n%s\nwant (%s)\n%s", pretty.String(), golden, want)
-	}
-}
+func checkGolden(t *testing.T, out []byte, path string) { golden.Check(t, out, path, *update) }
 
 // docker/Caddyfile, the stacks' proxy, adapts for every TLS mode deploy.sh can
 // set (golden JSON in docker/testdata/, one per mode).
@@ -106,32 +86,16 @@ func TestDockerCaddyfileTLSModes(t *testing.T) {
 // GEOIP_DB and limits into the proxy's environment, and both handlers get the regions, this
 // proxy's region, geoip_db and the limits (golden JSON in docker/testdata/Caddyfile.regions.json).
 func TestDockerCaddyfileRegions(t *testing.T) {
-	script := `root=$PWD; log() { :; }; die() { echo "$*" >&2; exit 1; }
-. docker/deploy/env.sh
-parse_addresses
-host_env
-limits_env
-printf '%s\0' "$LB_REGION_MODE" "$LB_REGION" "$LB_REGIONS" "$LIVEKIT_REGION" "$SYSLOAD_LIMIT" "$MAX_ROOMS" "$MAX_CLIENTS" "$LB_GEOIP"`
-	cmd := exec.Command("bash", "-c", script)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "NODES=10.0.0.11,10.0.0.12,10.1.0.11,10.1.0.12", "THIS_NODE=10.1.0.11",
+	v := golden.DeployEnv(t, ".", []string{"NODES=10.0.0.11,10.0.0.12,10.1.0.11,10.1.0.12", "THIS_NODE=10.1.0.11",
 		"NODE_REGIONS=shanghai,shanghai,frankfurt,frankfurt", "REGIONS=shanghai 31.23 121.47, frankfurt 50.11 8.68",
-		"SYSLOAD_LIMIT=0.9", "MAX_ROOMS=200", "DOMAIN=livekit.example.com", "TLS=internal", "GEOIP_DB=livekitlb/testdata/geo-test.mmdb"}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("docker/deploy/env.sh: %v: %s", err, stderr.Bytes())
+		"SYSLOAD_LIMIT=0.9", "MAX_ROOMS=200", "DOMAIN=livekit.example.com", "TLS=internal", "GEOIP_DB=livekitlb/testdata/geo-test.mmdb"},
+		"LB_REGION_MODE", "LB_REGION", "LB_REGIONS", "LIVEKIT_REGION", "SYSLOAD_LIMIT", "MAX_ROOMS", "MAX_CLIENTS", "LB_GEOIP")
+	if v["LB_REGION"] != "frankfurt" || v["LIVEKIT_REGION"] != "frankfurt" {
+		t.Errorf("the proxy's region %q, its node's %q: want frankfurt, the region of THIS_NODE in NODE_REGIONS", v["LB_REGION"], v["LIVEKIT_REGION"])
 	}
-	v := strings.Split(string(out), "\x00")
-	if len(v) != 9 {
-		t.Fatalf("docker/deploy/env.sh printed %q", out)
-	}
-	if v[1] != "frankfurt" || v[3] != "frankfurt" {
-		t.Errorf("the proxy's region %q, its node's %q: want frankfurt, the region of THIS_NODE in NODE_REGIONS", v[1], v[3])
-	}
-	for i, k := range []string{"LB_REGION_MODE", "LB_REGION", "LB_REGIONS", "", "SYSLOAD_LIMIT", "MAX_ROOMS", "MAX_CLIENTS", "LB_GEOIP"} {
-		if k != "" {
-			t.Setenv(k, v[i])
+	for k, val := range v {
+		if k != "LIVEKIT_REGION" {
+			t.Setenv(k, val)
 		}
 	}
 	t.Setenv("TLS", "internal")

@@ -1,17 +1,15 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"flag"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/livekit-lb/caddy-livekit/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden JSON in docker/testdata")
@@ -21,27 +19,12 @@ var update = flag.Bool("update", false, "rewrite the golden JSON in docker/testd
 // route lives in one place.
 func turnEnv(t *testing.T, tls, certs string) map[string]string {
 	t.Helper()
-	script := `root=$PWD; log() { :; }; die() { echo "$*" >&2; exit 1; }
-. docker/deploy/env.sh
-parse_addresses
-host_env
-printf '%s\0' "$CADDY_SITE" "$TURN_ROUTES" "$TURN_CERT_NAMES" "$TURN_DOMAIN"`
-	cmd := exec.Command("bash", "-c", script)
-	cmd.Dir = filepath.Join("..", "..")
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "NODES=10.0.0.11,10.0.0.12,10.0.0.13", "THIS_NODE=10.0.0.12",
+	v := golden.DeployEnv(t, filepath.Join("..", ".."), []string{"NODES=10.0.0.11,10.0.0.12,10.0.0.13", "THIS_NODE=10.0.0.12",
 		"DOMAIN=livekit.example.com", "TLS=" + tls, "TURN=on", "TURN_CERTS=" + certs,
-		"TLS_CERT_FILE=/dev/null", "TLS_KEY_FILE=/dev/null"}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("docker/deploy/env.sh: %v: %s", err, stderr.Bytes())
-	}
-	v := strings.Split(string(out), "\x00")
-	if len(v) != 5 {
-		t.Fatalf("docker/deploy/env.sh printed %q", out)
-	}
-	return map[string]string{"DOMAIN": v[0], "TURN_ROUTES": v[1], "TURN_CERT_NAMES": v[2], "TURN_DOMAIN": v[3]}
+		"TLS_CERT_FILE=/dev/null", "TLS_KEY_FILE=/dev/null"}, "CADDY_SITE", "TURN_ROUTES", "TURN_CERT_NAMES", "TURN_DOMAIN")
+	v["DOMAIN"] = v["CADDY_SITE"]
+	delete(v, "CADDY_SITE")
+	return v
 }
 
 // docker/Caddyfile with TURN=on adapts, in every TLS mode, to the JSON in docker/testdata: one
@@ -87,23 +70,4 @@ func TestDockerCaddyfileTURN(t *testing.T) {
 }
 
 // checkGolden compares adapted JSON with the golden file (rewritten with -update).
-func checkGolden(t *testing.T, out []byte, golden string) {
-	t.Helper()
-	var pretty bytes.Buffer
-	if err := json.Indent(&pretty, out, "", "\t"); err != nil {
-		t.Fatal(err)
-	}
-	pretty.WriteByte('\n')
-	if *update {
-		if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run: go test . -run TURN -update)", err)
-	}
-	if !bytes.Equal(pretty.Bytes(), want) {
-		t.Fatalf("adapts to\n%s\nwant (%s)\n%s", pretty.String(), golden, want)
-	}
-}
+func checkGolden(t *testing.T, out []byte, path string) { golden.Check(t, out, path, *update) }
