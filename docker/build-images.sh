@@ -163,7 +163,7 @@ if ! wanted caddy; then
 elif [ -n "${CADDY_BIN:-}" ]; then
 	log "caddy: using CADDY_BIN=$CADDY_BIN"
 	# TURN=on stacks load caddy-l4's layer4 listener wrapper: without it Caddy restarts forever
-	"$CADDY_BIN" list-modules 2>/dev/null | grep -qx layer4 ||
+	grep -qx layer4 <<<"$("$CADDY_BIN" list-modules 2>/dev/null || true)" ||
 		log "warning: $CADDY_BIN has no layer4 module (mholt/caddy-l4): a stack with TURN=on will not start on this image; build cmd/caddy-l4 instead"
 	(copy_bin "$CADDY_BIN" "$caddy_dir/caddy") &
 	caddy_pid=$!

@@ -233,8 +233,9 @@ region_env() {
 	if [ -n "${GEOIP_DB:-}" ]; then
 		[ -f "$GEOIP_DB" ] && [ -r "$GEOIP_DB" ] || die "GEOIP_DB: '$GEOIP_DB' is not a readable file (a MaxMind City database, .mmdb)"
 		[[ $GEOIP_DB != *:* ]] || die "GEOIP_DB: '$GEOIP_DB': a path with ':' cannot be mounted; move the file"
-		# the metadata marker every MMDB ends with (in its last 128 KiB)
-		tail -c 131072 "$GEOIP_DB" | LC_ALL=C grep -qaF $'\xab\xcd\xefMaxMind.com' ||
+		# the metadata marker every MMDB ends with (in its last 128 KiB); not a pipe into grep -q,
+		# whose early exit would fail tail with SIGPIPE under pipefail
+		LC_ALL=C grep -qaF $'\xab\xcd\xefMaxMind.com' < <(tail -c 131072 "$GEOIP_DB") ||
 			die "GEOIP_DB: '$GEOIP_DB' is not a MaxMind database (.mmdb; a download ending in .tar.gz holds one: unpack it)"
 		LB_GEOIP=on GEOIP_DB=$(cd "$(dirname "$GEOIP_DB")" && pwd)/$(basename "$GEOIP_DB")
 		GEOIP_DB_STAMP=$(stat -Lc '%i-%s-%Y' "$GEOIP_DB")

@@ -104,7 +104,9 @@ ensure_images() {
 # restart forever, so say so before anything starts.
 need_layer4() {
 	[ "${TURN:-off}" = on ] || return 0
-	docker run --rm --entrypoint caddy "$CADDY_IMAGE" list-modules 2>/dev/null | grep -qx layer4 ||
+	local modules # not piped into grep -q: with pipefail, docker killed by SIGPIPE would fail the check
+	modules=$(docker run --rm --entrypoint caddy "$CADDY_IMAGE" list-modules 2>/dev/null || true)
+	grep -qx layer4 <<<"$modules" ||
 		die "TURN=on needs a Caddy with mholt/caddy-l4 (the layer4 module), and $CADDY_IMAGE has none: build it from cmd/caddy-l4 (docker/build-images.sh does by default; ./deploy.sh build), or set TURN=off"
 }
 
