@@ -15,7 +15,7 @@ caddy_exec() {
 proxy_target() {
 	curl_opts=()
 	if [ "$mode" != host ]; then
-		base=http://127.0.0.1:${ports[$1]}
+		base=http://$(published_host):${ports[$1]}
 	elif [ "$TLS" = off ]; then
 		base=http://127.0.0.1:${CADDY_PORT:-80}
 	else
@@ -32,6 +32,15 @@ proxy_target() {
 		files) curl_opts+=(--cacert "$TLS_CERT_FILE") ;;
 		esac
 	fi
+}
+
+# published_host: where this machine reaches the one-machine stacks' proxies: HTTP_BIND, the
+# address their ports are published on, or loopback when that is every address.
+published_host() {
+	case ${HTTP_BIND:-127.0.0.1} in
+	0.0.0.0 | :: | '[::]') echo 127.0.0.1 ;;
+	*) echo "${HTTP_BIND:-127.0.0.1}" ;;
+	esac
 }
 
 # Every machine of a deployment must run the same .env and Caddyfile. deploy records a digest of

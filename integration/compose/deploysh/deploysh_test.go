@@ -464,6 +464,17 @@ func TestUpgradeKeepsTheOldProxyUntilANewOneAnswers(t *testing.T) {
 	}
 }
 
+// A one-machine stack published on one address of the machine (HTTP_BIND) is waited for there:
+// a proxy that answers on HTTP_BIND:CADDY_PORT is up, though nothing answers on 127.0.0.1.
+func TestProxyWaitedForOnHTTPBind(t *testing.T) {
+	p := freePort(t)
+	serveOn(t, "127.0.0.2", p) // a loopback address of its own, as a LAN address would be
+	r := deploySh(t, secrets+"NODES=10.213.1.11\nHTTP_BIND=127.0.0.2\nCADDY_PORT="+p+"\n", nil, "deploy")
+	if r.code != 0 || strings.Contains(r.out, "does not answer") || !strings.Contains(r.out, "http://127.0.0.2:"+p+"/api/create-room") {
+		t.Errorf("HTTP_BIND=127.0.0.2: exit %d:\n%s", r.code, r.out)
+	}
+}
+
 // An official image that cannot be pulled is built locally once; the pull is bounded by
 // PULL_TIMEOUT, and later commands use the local build without asking the registry again.
 func TestUnpullableImageFallbackRemembered(t *testing.T) {
@@ -552,8 +563,11 @@ func freePort(t *testing.T) string {
 }
 
 // serve answers HTTP on 127.0.0.1:PORT until the test ends, as a proxy would.
-func serve(t *testing.T, port string) {
-	l, err := net.Listen("tcp", "127.0.0.1:"+port)
+func serve(t *testing.T, port string) { serveOn(t, "127.0.0.1", port) }
+
+// serveOn is serve on host.
+func serveOn(t *testing.T, host, port string) {
+	l, err := net.Listen("tcp", host+":"+port)
 	if err != nil {
 		t.Error(err)
 		return
