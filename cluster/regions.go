@@ -58,7 +58,7 @@ func newRegions(list []Region, own string) (regions, error) {
 		switch {
 		case g.Name == "":
 			return r, fmt.Errorf("regions: a region without a name")
-		case math.IsNaN(g.Lat) || g.Lat < -90 || g.Lat > 90 || math.IsNaN(g.Lon) || g.Lon < -180 || g.Lon > 180:
+		case !OnEarth(g.Lat, g.Lon):
 			return r, fmt.Errorf("regions: %s at %v,%v: latitude -90..90, longitude -180..180", g.Name, g.Lat, g.Lon)
 		}
 		if _, dup := r.byName[g.Name]; dup {
@@ -118,6 +118,12 @@ func (r regions) nearest(nodes []*Node, near string, ok func(*Node) bool) func(*
 	return func(n *Node) bool { return n.Region == best && ok(n) }
 }
 
+// OnEarth: lat and lon (degrees) are a point, latitude -90..90 and
+// longitude -180..180 (NaN is not).
+func OnEarth(lat, lon float64) bool {
+	return lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180
+}
+
 // ParseLatLon reads "lat,lon" in degrees, as a place a client is at; ok is
 // false for anything else, or a point that is not on Earth.
 func ParseLatLon(s string) (lat, lon float64, ok bool) {
@@ -127,7 +133,7 @@ func ParseLatLon(s string) (lat, lon float64, ok bool) {
 	}
 	lat, errLat := strconv.ParseFloat(strings.TrimSpace(la), 64)
 	lon, errLon := strconv.ParseFloat(strings.TrimSpace(lo), 64)
-	if errLat != nil || errLon != nil || !(lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180) {
+	if errLat != nil || errLon != nil || !OnEarth(lat, lon) {
 		return 0, 0, false
 	}
 	return lat, lon, true

@@ -2,7 +2,6 @@ package livekitlb
 
 import (
 	"fmt"
-	"math"
 	"net/netip"
 	"os"
 	"strconv"
@@ -11,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/oschwald/maxminddb-golang/v2"
 	"go.uber.org/zap"
+
+	"github.com/livekit-lb/caddy-livekit/cluster"
 )
 
 // geoDB finds where a client is from its address, in a MaxMind database the
@@ -93,8 +94,7 @@ func (g *geoDB) near(addr netip.Addr) string {
 		return ""
 	}
 	lat, lon := rec.Location.Latitude, rec.Location.Longitude
-	if lat == nil || lon == nil || math.IsNaN(*lat) || math.IsNaN(*lon) ||
-		*lat < -90 || *lat > 90 || *lon < -180 || *lon > 180 {
+	if lat == nil || lon == nil || !cluster.OnEarth(*lat, *lon) {
 		return ""
 	}
 	return strconv.FormatFloat(*lat, 'f', -1, 64) + "," + strconv.FormatFloat(*lon, 'f', -1, 64)
