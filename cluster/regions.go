@@ -24,7 +24,7 @@ func Near(ctx context.Context, near string) context.Context {
 	if near == "" {
 		return ctx
 	}
-	return context.WithValue(ctx, nearKey{}, near)
+	return NearBy(ctx, func() string { return near })
 }
 
 // NearBy is Near with the answer looked up only if a room is placed (a
@@ -35,11 +35,8 @@ func NearBy(ctx context.Context, near func() string) context.Context {
 }
 
 func nearFrom(ctx context.Context) func() string {
-	switch v := ctx.Value(nearKey{}).(type) {
-	case string:
-		return func() string { return v }
-	case func() string:
-		return v
+	if f, ok := ctx.Value(nearKey{}).(func() string); ok {
+		return f
 	}
 	return func() string { return "" }
 }
